@@ -1,0 +1,44 @@
+# Deployment: template checks, arm64 packaging, sam build. See docs/DEPLOY.md.
+#   make test-deploy   cfn-lint + sam validate --lint + policy rules and their tests (no AWS account, no network)
+#   make package       release arm64 build -> target/lambda/chime-onboard/bootstrap.zip (cargo-lambda, zig)
+#   make sam-build     sam build (BuildMethod rust-cargolambda, no Docker) -> .aws-sam/build
+#
+# Tools live in their own venv (.venv-deploy), apart from .venv (moto), so SAM CLI's
+# pins never fight moto's. It is rebuilt only when requirements-deploy.txt changes.
+
+PYTHON ?= python3
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.stamp
+# Every deploy tool runs with the venv first on PATH (cargo finds `cargo-lambda`
+# there, cargo-lambda finds zig in the venv's ziglang), in us-east-1, without
+# telemetry and without reaching for instance credentials.
+DEPLOY_ENV := PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 \
+	SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+LAMBDA_ZIP := target/lambda/chime-onboard/bootstrap.zip
+
+.PHONY: deploy-venv test-deploy package sam-build rust-target-arm64
+
+$(DEPLOY_STAMP): requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+deploy-venv: $(DEPLOY_STAMP)
+
+test-deploy: $(DEPLOY_STAMP)
+	$(DEPLOY_ENV) cfn-lint template.yaml
+	$(DEPLOY_ENV) sam validate --lint --template template.yaml
+	$(DEPLOY_ENV) python policy/check.py template.yaml
+	$(DEPLOY_ENV) python -m pytest -q -p no:cacheprovider policy
+
+# The arm64 standard library for rustc; added once, skipped when present.
+rust-target-arm64:
+	@rustup target list --installed | grep -qx '$(LAMBDA_TARGET)' || rustup target add $(LAMBDA_TARGET)
+
+package: $(DEPLOY_STAMP) rust-target-arm64
+	$(DEPLOY_ENV) cargo lambda build --release --arm64 --bin chime-onboard --output-format zip
+	@echo "bootstrap.zip: $$(stat -c %s $(LAMBDA_ZIP)) bytes ($(LAMBDA_ZIP))"
+
+sam-build: $(DEPLOY_STAMP) rust-target-arm64
+	$(DEPLOY_ENV) sam build --template template.yaml

@@ -1,0 +1,511 @@
+"""Policy rules for chime-onboard's SAM template (our stand-in for cfn-guard).
+
+Each rule is a function `template -> list[Violation]` over the template as
+`cfn_yaml.load` returns it (long-form intrinsics). Every `Fn::If` is expanded to
+both branches, so a rule holds for every combination of the template's
+parameters (FIFO or not, table or not, Function URL or not).
+
+Rules (ids are what `check.py` prints and what fixtures are named after):
+
+- http-post-authorized: `POST /accounts` exists and every HTTP route except the
+  public `GET /` form has a JWT (or AWS_IAM) authorizer; Function URLs use AWS_IAM.
+- iam-least-privilege: identity policies grant only allow-listed actions
+  (chime:CreateAccount/ListAccounts, the SQS poll and send actions, DynamoDB
+  item actions, writing logs), never an action wildcard, `NotAction` or a managed
+  policy; `Resource: "*"` only for chime (it has no resource-level permissions);
+  SQS receive/delete only on the event-source queue, SendMessage only on the
+  reply queue(s) named in the function's environment, DynamoDB only on tables
+  declared here.
+- queues-have-dlq: every queue that is not itself a DLQ has a redrive policy to a
+  DLQ of the same kind (FIFO/standard); the request queue's `maxReceiveCount` is the
+  same expression as the function's `MAX_RECEIVE_COUNT`; its visibility timeout is
+  at least 6x the function timeout.
+- report-batch-item-failures: every SQS event source reports partial batch
+  failures (`FunctionResponseTypes: [ReportBatchItemFailures]`) and caps its
+  concurrency (`ScalingConfig.MaximumConcurrency`); there is at least one.
+- operator-alerts: an alarm on every DLQ's depth (> 0), on the function's Errors
+  and Throttles; every log group has a retention; the function logs JSON into a
+  log group declared here.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+# Allowed IAM actions, by service (compared case-insensitively, as IAM does).
+ALLOWED_ACTIONS: dict[str, set[str]] = {
+    "chime": {"CreateAccount", "ListAccounts"},
+    "sqs": {"ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility", "SendMessage"},
+    "dynamodb": {"GetItem", "PutItem", "UpdateItem", "DeleteItem"},
+    "logs": {"CreateLogStream", "PutLogEvents"},
+}
+SQS_SEND_ACTIONS = {"sendmessage"}
+# The only SAM policy template allowed: it is scoped to one queue.
+ALLOWED_SAM_POLICY_TEMPLATES = {"SQSPollerPolicy"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.resource}: {self.message}"
+
+
+# ---------------------------------------------------------------- helpers
+
+def alternatives(value: Any) -> list[Any]:
+    """The concrete values `value` can take: top-level `Fn::If` expanded
+    (recursively); `AWS::NoValue` and absent (None) values dropped."""
+    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
+        args = value["Fn::If"]
+        if isinstance(args, list) and len(args) == 3:
+            return alternatives(args[1]) + alternatives(args[2])
+    if value is None or value == NO_VALUE:
+        return []
+    return [value]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A scalar-or-list field (Action, Resource) as a flat list of alternatives."""
+    out: list[Any] = []
+    for alt in alternatives(value):
+        if isinstance(alt, list):
+            for item in alt:
+                out.extend(alternatives(item))
+        else:
+            out.append(alt)
+    return out
+
+
+def ref_target(expr: Any) -> str | None:
+    """Logical id that a `Ref` or `Fn::GetAtt` points at."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        if "Ref" in expr and isinstance(expr["Ref"], str):
+            return expr["Ref"]
+        if "Fn::GetAtt" in expr:
+            att = expr["Fn::GetAtt"]
+            if isinstance(att, list) and att and isinstance(att[0], str):
+                return att[0]
+            if isinstance(att, str):
+                return att.split(".", 1)[0]
+    return None
+
+
+def getatt(expr: Any) -> tuple[str, str] | None:
+    if isinstance(expr, dict) and len(expr) == 1 and "Fn::GetAtt" in expr:
+        att = expr["Fn::GetAtt"]
+        if isinstance(att, str):
+            att = att.split(".", 1)
+        if isinstance(att, list) and len(att) == 2 and all(isinstance(a, str) for a in att):
+            return att[0], att[1]
+    return None
+
+
+def strings_in(expr: Any) -> Iterator[str]:
+    if isinstance(expr, str):
+        yield expr
+    elif isinstance(expr, list):
+        for item in expr:
+            yield from strings_in(item)
+    elif isinstance(expr, dict):
+        for key, item in expr.items():
+            if key in ("Ref", "Fn::GetAtt", "Condition"):
+                continue  # names of things, not ARN text
+            yield from strings_in(item)
+
+
+def refs_in(expr: Any) -> Iterator[str]:
+    target = ref_target(expr)
+    if target:
+        yield target
+    elif isinstance(expr, list):
+        for item in expr:
+            yield from refs_in(item)
+    elif isinstance(expr, dict):
+        for item in expr.values():
+            yield from refs_in(item)
+
+
+def resources(t: dict, *types: str) -> dict[str, dict]:
+    return {
+        lid: res
+        for lid, res in (t.get("Resources") or {}).items()
+        if isinstance(res, dict) and res.get("Type") in types
+    }
+
+
+def props(res: dict) -> dict:
+    p = res.get("Properties")
+    return p if isinstance(p, dict) else {}
+
+
+def function_props(t: dict, res: dict) -> dict:
+    """A SAM function's properties with `Globals.Function` filled in (shallow)."""
+    merged = dict(((t.get("Globals") or {}).get("Function")) or {})
+    merged.update(props(res))
+    return merged
+
+
+def functions(t: dict) -> dict[str, dict]:
+    return resources(t, "AWS::Serverless::Function", "AWS::Lambda::Function")
+
+
+def sam_events(t: dict, event_type: str) -> Iterator[tuple[str, str, dict]]:
+    """(function id, event id, event properties) for SAM events of one type."""
+    for fid, fn in resources(t, "AWS::Serverless::Function").items():
+        events = props(fn).get("Events") or {}
+        for eid, ev in events.items():
+            if isinstance(ev, dict) and ev.get("Type") == event_type:
+                yield fid, eid, ev.get("Properties") or {}
+
+
+def sqs_sources(t: dict) -> list[tuple[str, dict]]:
+    """(name, mapping properties) for each SQS event source: SAM SQS events and
+    AWS::Lambda::EventSourceMapping resources reading from a queue."""
+    queues = resources(t, "AWS::SQS::Queue")
+    out = [(f"{fid}.Events.{eid}", {**p, "_queue": p.get("Queue")}) for fid, eid, p in sam_events(t, "SQS")]
+    for mid, m in resources(t, "AWS::Lambda::EventSourceMapping").items():
+        p = props(m)
+        arn = p.get("EventSourceArn")
+        if ref_target(arn) in queues or any(":sqs:" in s for s in strings_in(arn)):
+            out.append((mid, {**p, "_queue": arn}))
+    return out
+
+
+def source_queue_ids(t: dict) -> set[str]:
+    queues = resources(t, "AWS::SQS::Queue")
+    return {q for _, p in sqs_sources(t) for q in [ref_target(p["_queue"])] if q in queues}
+
+
+def reply_queue_ids(t: dict) -> set[str]:
+    queues = resources(t, "AWS::SQS::Queue")
+    out: set[str] = set()
+    for _, fn in functions(t).items():
+        env = ((function_props(t, fn).get("Environment") or {}).get("Variables")) or {}
+        for key in ("REPLY_QUEUE_URL", "ALLOWED_REPLY_QUEUES"):
+            out.update(r for r in refs_in(env.get(key)) if r in queues)
+    return out
+
+
+def dead_letter_ids(t: dict) -> set[str]:
+    out = set()
+    for _, q in resources(t, "AWS::SQS::Queue").items():
+        for rp in alternatives(props(q).get("RedrivePolicy")):
+            if isinstance(rp, dict):
+                target = ref_target(rp.get("deadLetterTargetArn"))
+                if target:
+                    out.add(target)
+    return out
+
+
+def resolve_number(t: dict, expr: Any) -> list[float] | None:
+    """Numeric values an expression can take: a literal, or a parameter's Default
+    (and its MinValue/MaxValue bounds, so a rule holds for any allowed value)."""
+    values = []
+    for alt in alternatives(expr):
+        if isinstance(alt, (int, float)) and not isinstance(alt, bool):
+            values.append(float(alt))
+        elif isinstance(alt, str) and alt.strip().lstrip("-").isdigit():
+            values.append(float(alt))
+        elif isinstance(alt, dict) and "Ref" in alt and alt["Ref"] in (t.get("Parameters") or {}):
+            param = t["Parameters"][alt["Ref"]]
+            found = [param[k] for k in ("Default", "MinValue", "MaxValue") if k in param]
+            found += list(param.get("AllowedValues") or [])
+            if not found:
+                return None
+            values.extend(float(v) for v in found)
+        else:
+            return None
+    return values or None
+
+
+# ---------------------------------------------------------------- rules
+
+def http_post_authorized(t: dict) -> list[Violation]:
+    rule = "http-post-authorized"
+    out: list[Violation] = []
+    apis = resources(t, "AWS::Serverless::HttpApi")
+    globals_auth = (((t.get("Globals") or {}).get("HttpApi")) or {}).get("Auth") or {}
+    has_post_accounts = False
+
+    for fid, eid, p in sam_events(t, "HttpApi"):
+        where = f"{fid}.Events.{eid}"
+        method = str(p.get("Method", "ANY")).upper()
+        path = str(p.get("Path", "$default"))
+        api_id = ref_target(p.get("ApiId"))
+        api_auth = (props(apis[api_id]).get("Auth") if api_id in apis else globals_auth) or {}
+        if method in ("POST", "ANY") and path == "/accounts":
+            has_post_accounts = True
+        if method == "GET" and path == "/":
+            continue  # the public onboarding form
+        event_auth = (p.get("Auth") or {}).get("Authorizer")
+        for effective in alternatives(event_auth) or alternatives(api_auth.get("DefaultAuthorizer")) or [None]:
+            if effective in (None, "NONE"):
+                out.append(Violation(rule, where, f"{method} {path} has no authorizer"))
+            elif effective == "AWS_IAM":
+                if not api_auth.get("EnableIamAuthorizer"):
+                    out.append(Violation(rule, where, "AWS_IAM authorizer used but EnableIamAuthorizer is off"))
+            else:
+                authorizer = (api_auth.get("Authorizers") or {}).get(effective)
+                jwt = (authorizer or {}).get("JwtConfiguration") or {}
+                if not authorizer:
+                    out.append(Violation(rule, where, f"authorizer {effective!r} is not defined on the API"))
+                elif not (jwt.get("issuer") and jwt.get("audience")):
+                    out.append(Violation(rule, where, f"authorizer {effective!r} is not a JWT authorizer with issuer and audience"))
+
+    for fid, eid, p in sam_events(t, "Api"):
+        # REST API events: only the public form may go without an authorizer.
+        if str(p.get("Method", "ANY")).upper() == "GET" and p.get("Path") == "/":
+            continue
+        if str(p.get("Method", "")).upper() in ("POST", "ANY") and p.get("Path") == "/accounts":
+            has_post_accounts = True
+        authorizer = (p.get("Auth") or {}).get("Authorizer")
+        if authorizer in (None, "NONE"):
+            out.append(Violation(rule, f"{fid}.Events.{eid}", "REST route without an authorizer"))
+
+    for rid, r in resources(t, "AWS::ApiGatewayV2::Route").items():
+        key = str(props(r).get("RouteKey", ""))
+        if key in ("POST /accounts", "ANY /accounts"):
+            has_post_accounts = True
+        if key == "GET /":
+            continue
+        if props(r).get("AuthorizationType", "NONE") not in ("JWT", "AWS_IAM", "CUSTOM"):
+            out.append(Violation(rule, rid, f"route {key!r} has AuthorizationType NONE"))
+
+    for fid, fn in resources(t, "AWS::Serverless::Function").items():
+        for cfg in alternatives(props(fn).get("FunctionUrlConfig")):
+            for auth in alternatives((cfg or {}).get("AuthType")):
+                if auth != "AWS_IAM":
+                    out.append(Violation(rule, fid, f"FunctionUrlConfig AuthType is {auth!r}, must be AWS_IAM"))
+    for uid, u in resources(t, "AWS::Lambda::Url").items():
+        for auth in alternatives(props(u).get("AuthType")):
+            if auth != "AWS_IAM":
+                out.append(Violation(rule, uid, f"Function URL AuthType is {auth!r}, must be AWS_IAM"))
+    for pid, perm in resources(t, "AWS::Lambda::Permission").items():
+        if props(perm).get("FunctionUrlAuthType") == "NONE":
+            out.append(Violation(rule, pid, "permission opens a Function URL with AuthType NONE"))
+
+    if not has_post_accounts:
+        out.append(Violation(rule, "template", "no POST /accounts route found"))
+    return out
+
+
+def _policy_statements(t: dict) -> Iterator[tuple[str, Any]]:
+    """(where, statement) for every identity-policy statement; violations for
+    policy forms that cannot be checked are yielded as (where, Violation)."""
+    rule = "iam-least-privilege"
+
+    def from_document(where: str, doc: Any) -> Iterator[tuple[str, Any]]:
+        for d in alternatives(doc):
+            for stmt in as_list((d or {}).get("Statement")):
+                yield where, stmt
+
+    for rid, role in resources(t, "AWS::IAM::Role").items():
+        p = props(role)
+        if p.get("ManagedPolicyArns"):
+            yield rid, Violation(rule, rid, "managed policies are not allowed; write explicit statements")
+        for pol in as_list(p.get("Policies")):
+            yield from from_document(f"{rid}.{pol.get('PolicyName', 'Policies')}", pol.get("PolicyDocument"))
+    for rid, pol in resources(t, "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy").items():
+        yield from from_document(rid, props(pol).get("PolicyDocument"))
+    sources = source_queue_ids(t)
+    for fid, fn in resources(t, "AWS::Serverless::Function").items():
+        for pol in as_list(props(fn).get("Policies")):
+            if isinstance(pol, str):
+                yield fid, Violation(rule, fid, f"managed policy {pol!r} is not allowed; write explicit statements")
+            elif isinstance(pol, dict) and "Statement" in pol:
+                yield from from_document(fid, pol)
+            elif isinstance(pol, dict) and len(pol) == 1:
+                name, args = next(iter(pol.items()))
+                queue = ref_target((args or {}).get("QueueName")) if isinstance(args, dict) else None
+                if name not in ALLOWED_SAM_POLICY_TEMPLATES:
+                    yield fid, Violation(rule, fid, f"SAM policy template {name} is not allowed; write explicit statements")
+                elif queue not in sources:
+                    yield fid, Violation(rule, fid, f"{name} must name the function's event-source queue")
+
+
+def iam_least_privilege(t: dict) -> list[Violation]:
+    rule = "iam-least-privilege"
+    out: list[Violation] = []
+    allowed = {svc: {a.lower() for a in acts} for svc, acts in ALLOWED_ACTIONS.items()}
+    queues = resources(t, "AWS::SQS::Queue")
+    tables = resources(t, "AWS::DynamoDB::Table")
+    sources = source_queue_ids(t)
+    replies = reply_queue_ids(t)
+
+    for where, stmt in _policy_statements(t):
+        if isinstance(stmt, Violation):
+            out.append(stmt)
+            continue
+        if not isinstance(stmt, dict) or stmt.get("Effect") != "Allow":
+            continue
+        sid = f"{where}[{stmt.get('Sid', '?')}]"
+        if "NotAction" in stmt or "NotResource" in stmt:
+            out.append(Violation(rule, sid, "NotAction/NotResource grant everything else"))
+            continue
+        actions = as_list(stmt.get("Action"))
+        services: set[str] = set()
+        names: set[str] = set()
+        for action in actions:
+            if not isinstance(action, str):
+                out.append(Violation(rule, sid, f"action {action!r} is not a literal"))
+                continue
+            svc, _, name = action.partition(":")
+            svc, name = svc.lower(), name.lower()
+            if "*" in action or "?" in action:
+                out.append(Violation(rule, sid, f"wildcard action {action!r}"))
+                services.add(svc)
+                continue
+            if name not in allowed.get(svc, set()):
+                out.append(Violation(rule, sid, f"action {action!r} is not on the allow-list"))
+            services.add(svc)
+            names.add(name)
+        for res in as_list(stmt.get("Resource")):
+            if any("*" in s for s in strings_in(res)):
+                if res == "*" and services == {"chime"}:
+                    continue  # Chime has no resource-level permissions
+                out.append(Violation(rule, sid, f"wildcard resource {res!r} for {sorted(services)}"))
+                continue
+            att = getatt(res)
+            target = att[0] if att and att[1] == "Arn" else None
+            if "sqs" in services:
+                if target not in queues:
+                    out.append(Violation(rule, sid, "SQS actions must target a queue of this template (GetAtt Queue.Arn)"))
+                else:
+                    if names & SQS_SEND_ACTIONS and target not in replies:
+                        out.append(Violation(rule, sid, f"sqs:SendMessage on {target}, which is not a reply queue"))
+                    if names - SQS_SEND_ACTIONS and target not in sources:
+                        out.append(Violation(rule, sid, f"SQS receive/delete on {target}, which is not the event-source queue"))
+            if "dynamodb" in services and target not in tables:
+                out.append(Violation(rule, sid, "DynamoDB actions must target a table of this template (GetAtt Table.Arn)"))
+    return out
+
+
+def queues_have_dlq(t: dict) -> list[Violation]:
+    rule = "queues-have-dlq"
+    out: list[Violation] = []
+    queues = resources(t, "AWS::SQS::Queue")
+    dlqs = dead_letter_ids(t)
+
+    def fifo(qid: str) -> list[Any]:
+        return [v in (True, "true", "True") for v in alternatives(props(queues[qid]).get("FifoQueue"))] or [False]
+
+    for qid, q in queues.items():
+        if qid in dlqs:
+            continue
+        policies = alternatives(props(q).get("RedrivePolicy"))
+        if not policies:
+            out.append(Violation(rule, qid, "queue has no RedrivePolicy (no DLQ): failed messages would loop or expire silently"))
+        for rp in policies:
+            if not isinstance(rp, dict):
+                out.append(Violation(rule, qid, "RedrivePolicy must be an object"))
+                continue
+            target = ref_target(rp.get("deadLetterTargetArn"))
+            if target not in queues:
+                out.append(Violation(rule, qid, "deadLetterTargetArn must be a DLQ declared in this template"))
+            elif props(q).get("FifoQueue") != props(queues[target]).get("FifoQueue") and fifo(qid) != fifo(target):
+                out.append(Violation(rule, qid, f"DLQ {target} is not the same kind (FIFO/standard) as the queue"))
+            if rp.get("maxReceiveCount") is None:
+                out.append(Violation(rule, qid, "RedrivePolicy has no maxReceiveCount"))
+
+    for fid, fn in functions(t).items():
+        fp = function_props(t, fn)
+        env = ((fp.get("Environment") or {}).get("Variables")) or {}
+        timeout = resolve_number(t, fp.get("Timeout", 3)) or [3.0]
+        for name, src in sqs_sources(t):
+            qid = ref_target(src["_queue"])
+            if qid not in queues or not name.startswith(f"{fid}.") and ref_target(src.get("FunctionName")) != fid:
+                continue
+            for rp in alternatives(props(queues[qid]).get("RedrivePolicy")):
+                count = (rp or {}).get("maxReceiveCount")
+                if count != env.get("MAX_RECEIVE_COUNT"):
+                    out.append(Violation(rule, qid, f"redrive maxReceiveCount {count!r} is not the same expression as {fid}'s MAX_RECEIVE_COUNT {env.get('MAX_RECEIVE_COUNT')!r}; feed both from one parameter"))
+            visibility = resolve_number(t, props(queues[qid]).get("VisibilityTimeout", 30))
+            if visibility is None or min(visibility) < 6 * max(timeout):
+                out.append(Violation(rule, qid, f"VisibilityTimeout {visibility} must be >= 6 x function timeout {max(timeout):g} s"))
+    return out
+
+
+def report_batch_item_failures(t: dict) -> list[Violation]:
+    rule = "report-batch-item-failures"
+    out: list[Violation] = []
+    sources = sqs_sources(t)
+    if not sources:
+        out.append(Violation(rule, "template", "no SQS event source: the request queue is not consumed"))
+    for name, p in sources:
+        types = as_list(p.get("FunctionResponseTypes"))
+        if "ReportBatchItemFailures" not in types:
+            out.append(Violation(rule, name, "FunctionResponseTypes lacks ReportBatchItemFailures: one failure would retry the whole batch"))
+        scaling = p.get("ScalingConfig") or {}
+        if not isinstance(scaling, dict) or scaling.get("MaximumConcurrency") is None:
+            out.append(Violation(rule, name, "ScalingConfig.MaximumConcurrency is not set"))
+    return out
+
+
+def operator_alerts(t: dict) -> list[Violation]:
+    rule = "operator-alerts"
+    out: list[Violation] = []
+    alarms = [props(a) for a in resources(t, "AWS::CloudWatch::Alarm").values()]
+    log_groups = resources(t, "AWS::Logs::LogGroup")
+
+    def dims(alarm: dict) -> dict[str, Any]:
+        return {d.get("Name"): d.get("Value") for d in as_list(alarm.get("Dimensions")) if isinstance(d, dict)}
+
+    def alerts_on_any(alarm: dict) -> bool:
+        threshold = resolve_number(t, alarm.get("Threshold"))
+        op = alarm.get("ComparisonOperator")
+        return threshold is not None and (
+            (op == "GreaterThanThreshold" and max(threshold) <= 0)
+            or (op == "GreaterThanOrEqualToThreshold" and max(threshold) <= 1)
+        )
+
+    for dlq in sorted(dead_letter_ids(t)):
+        if not any(
+            a.get("Namespace") == "AWS/SQS"
+            and a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and ref_target(dims(a).get("QueueName")) == dlq
+            and alerts_on_any(a)
+            for a in alarms
+        ):
+            out.append(Violation(rule, dlq, "no alarm on this DLQ's depth (ApproximateNumberOfMessagesVisible > 0)"))
+
+    for fid, fn in functions(t).items():
+        for metric in ("Errors", "Throttles"):
+            if not any(
+                a.get("Namespace") == "AWS/Lambda"
+                and a.get("MetricName") == metric
+                and ref_target(dims(a).get("FunctionName")) == fid
+                and alerts_on_any(a)
+                for a in alarms
+            ):
+                out.append(Violation(rule, fid, f"no alarm on the function's {metric}"))
+        logging = function_props(t, fn).get("LoggingConfig") or {}
+        if logging.get("LogFormat") != "JSON":
+            out.append(Violation(rule, fid, "LoggingConfig.LogFormat must be JSON"))
+        if ref_target(logging.get("LogGroup")) not in log_groups:
+            out.append(Violation(rule, fid, "LoggingConfig.LogGroup must be a log group of this template (with retention)"))
+
+    for lid, lg in log_groups.items():
+        if props(lg).get("RetentionInDays") is None:
+            out.append(Violation(rule, lid, "log group has no RetentionInDays (logs kept forever)"))
+    return out
+
+
+RULES: dict[str, Callable[[dict], list[Violation]]] = {
+    "http-post-authorized": http_post_authorized,
+    "iam-least-privilege": iam_least_privilege,
+    "queues-have-dlq": queues_have_dlq,
+    "report-batch-item-failures": report_batch_item_failures,
+    "operator-alerts": operator_alerts,
+}
+
+
+def check(t: dict, only: Iterable[str] | None = None) -> list[Violation]:
+    names = list(only) if only else list(RULES)
+    return list(itertools.chain.from_iterable(RULES[n](t) for n in names))

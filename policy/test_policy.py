@@ -97,7 +97,7 @@ def test_template_facts_the_design_relies_on(template):
                  "MAX_RECEIVE_COUNT", "CHIME_TIMEOUT_MS"):
         assert name in env, name
     assert f["LoggingConfig"]["LogFormat"] == "JSON"
-    # timeout above CHIME_TIMEOUT_MS x 3 SDK attempts, for the largest allowed value
+    # timeout above CHIME_TIMEOUT_MS x 3 (two Chime calls per message + margin), for the largest allowed value
     assert f["Timeout"] * 1000 > template["Parameters"]["ChimeTimeoutMs"]["MaxValue"] * 3
     table = template["Resources"]["IdempotencyTable"]["Properties"]
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]

@@ -268,3 +268,35 @@ def test_sam_validate_lint_fails_on_bad_lint_fixture():
 def test_rule_fixtures_are_lint_clean_so_only_the_policy_catches_them():
     result = run([tool("cfn-lint"), *map(str, RULE_FIXTURES)])
     assert result.returncode == 0, result.stdout
+
+
+# ---------------------------------------------------------------- what SAM actually deploys
+
+def test_sam_translation_keeps_the_jwt_on_post_and_only_the_form_public(template, monkeypatch):
+    """Translate with SAM's own translator (offline) and read the HTTP API's
+    OpenAPI body: the route security is what API Gateway enforces."""
+    transform = pytest.importorskip("samtranslator.translator.transform").transform
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    sam = copy.deepcopy(template)
+    sam["Resources"]["OnboardFunction"]["Properties"]["CodeUri"] = "s3://bucket/chime-onboard.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    params = {"JwtIssuer": "https://issuer.example.com", "JwtAudience": ["client"],
+              "CorsAllowOrigins": ["https://admin.example.com"]}
+    out = transform(sam, params, NoManagedPolicies())["Resources"]
+    body = out["HttpApi"]["Properties"]["Body"]
+    routes = {(path, method): op.get("security") for path, ops in body["paths"].items()
+              for method, op in ops.items()}
+    assert routes == {("/accounts", "post"): [{"JwtAuthorizer": []}], ("/", "get"): [{"NONE": []}]}
+    jwt = body["components"]["securitySchemes"]["JwtAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert jwt["type"] == "jwt" and set(jwt["jwtConfiguration"]) == {"issuer", "audience"}
+    assert body["x-amazon-apigateway-cors"]["allowOrigins"] == ["https://admin.example.com"]
+    mappings = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert len(mappings) == 1 and mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    fn_props = out["OnboardFunction"]["Properties"]
+    assert fn_props["Architectures"] == ["arm64"] and fn_props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+    # SAM added no role or policy of its own: FunctionRole is the only identity policy.
+    assert [k for k, r in out.items() if r["Type"].startswith("AWS::IAM::")] == ["FunctionRole"]

@@ -1,0 +1,33 @@
+# chime-onboard — the commands the README promises.
+#   make dev    chime-local + moto_server (SQS, DynamoDB) + the function under cargo lambda watch
+#   make test   everything CI checks: fmt, clippy, Rust tests, Python tests, template policy, bench guard
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_STAMP := $(VENV)/.stamp
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help venv test test-rust test-python lint dev
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+# The venv is rebuilt only when requirements-dev.txt changes.
+$(VENV_STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+venv: $(VENV_STAMP)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-rust: $(VENV_STAMP)
+	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
+
+include make/*.mk
+
+test: lint test-rust test-python

@@ -1,0 +1,113 @@
+//! The function's state and its one handler.
+//!
+//! [`App`] is built once at init (`main.rs`) from the configuration and the SDK
+//! clients and is borrowed by every invocation. [`handle`] classifies the
+//! payload ([`crate::event`]) and hands it to the HTTP or SQS adapter; it
+//! returns `Err` only for a payload it cannot classify.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use crate::chime::ChimeAccounts;
+use crate::config::Config;
+use crate::event::{classify, Invocation, UnknownEvent};
+use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
+use crate::onboard::{self, Account, AccountName, OnboardError};
+use crate::reply::ReplySender;
+
+/// Everything an invocation needs, created once per execution environment.
+#[derive(Clone)]
+pub struct App {
+    pub config: Config,
+    pub chime: Arc<dyn ChimeAccounts>,
+    pub replies: Arc<dyn ReplySender>,
+    pub idempotency: Option<Arc<dyn IdempotencyStore>>,
+}
+
+impl App {
+    /// Builds the production state from one loaded `SdkConfig`: the SDK reads
+    /// `AWS_ENDPOINT_URL_CHIME`, `_SQS` and `_DYNAMODB` itself.
+    pub fn from_sdk_config(config: Config, sdk: &aws_config::SdkConfig) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(config.chime_timeout)
+            .build();
+        let chime = aws_sdk_chime::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build();
+        let idempotency = config.idempotency_table.as_ref().map(|table| {
+            let client = aws_sdk_dynamodb::Client::new(sdk);
+            Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>
+        });
+        Self {
+            chime: Arc::new(aws_sdk_chime::Client::from_conf(chime)),
+            replies: Arc::new(aws_sdk_sqs::Client::new(sdk)),
+            idempotency,
+            config,
+        }
+    }
+
+    /// Creates the account for `name`, at most once per `key` when an
+    /// idempotency store is configured and a key is given.
+    pub async fn create(
+        &self,
+        key: Option<&str>,
+        name: &AccountName,
+        deadline: SystemTime,
+    ) -> Result<Account, OnboardError> {
+        match (&self.idempotency, key) {
+            (Some(store), Some(key)) => {
+                let now = SystemTime::now();
+                let window = Window {
+                    now,
+                    // Without a usable deadline (local runs), hold the key for two Chime timeouts.
+                    deadline: if deadline > now {
+                        deadline
+                    } else {
+                        now + self.config.chime_timeout * 2
+                    },
+                    ttl: self.config.idempotency_ttl,
+                };
+                idempotency::create_once(store.as_ref(), self.chime.as_ref(), key, name, window)
+                    .await
+            }
+            _ => onboard::create_account(self.chime.as_ref(), name).await,
+        }
+    }
+}
+
+/// The invocation could not be handled at all.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error(transparent)]
+    UnknownEvent(#[from] UnknownEvent),
+    #[error("could not encode the response: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(err: InvocationError) -> Self {
+        let error_type = match err {
+            InvocationError::UnknownEvent(_) => "UnknownEvent",
+            InvocationError::Encode(_) => "EncodeResponse",
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// Handles one invocation of any supported shape.
+pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+    let (payload, context) = event.into_parts();
+    match classify(payload)? {
+        Invocation::Sqs(batch) => {
+            let response = crate::sqs::handle_batch(app, batch, &context).await?;
+            Ok(serde_json::to_value(response)?)
+        }
+        Invocation::Http(request) => Ok(crate::http::handle_event(app, request, context).await?),
+    }
+}

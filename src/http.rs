@@ -1,0 +1,368 @@
+//! The HTTP adapter: routes, body parsing and every response of DESIGN.md's
+//! "HTTP contract", for all four event shapes.
+//!
+//! `lambda_http` turns the classified event into an `http::Request` and the
+//! `http::Response` back into the event's own response shape, so this module
+//! sees only plain HTTP. Every failure is an RFC 9457 `application/problem+json`
+//! body built in one place ([`problem`]); status codes come from one table
+//! ([`Failure::status`]).
+
+use std::convert::Infallible;
+use std::time::SystemTime;
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response, Service};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::event::HttpEvent;
+use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest};
+
+/// Largest accepted request body, after base64 decoding.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+const FORM_HTML: &str = include_str!("../web/index.html");
+
+/// Answers one HTTP event in the shape it arrived in.
+pub async fn handle_event(
+    app: &App,
+    event: Box<HttpEvent>,
+    context: Context,
+) -> Result<Value, serde_json::Error> {
+    let service = lambda_http::service_fn(|request: Request| async move {
+        Ok::<_, Infallible>(respond(app, request).await)
+    });
+    let mut adapter = lambda_http::Adapter::from(service);
+    let response = match adapter.call(LambdaEvent::new(event.request, context)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    serde_json::to_value(response)
+}
+
+/// Where a request goes, after any stage or base-path prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Form,
+    Accounts,
+    Unknown,
+}
+
+/// Strips the API Gateway stage (when the path carries it) and matches the
+/// rest: `/` is the form, any path ending in `/accounts` is the API, so
+/// custom-domain base paths work too.
+fn route(path: &str, stage: Option<&str>) -> Route {
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let (Some(stage), Some(first)) = (stage, segments.first()) {
+        if stage != "$default" && *first == stage {
+            segments.remove(0);
+        }
+    }
+    match segments.last() {
+        None => Route::Form,
+        Some(&"accounts") => Route::Accounts,
+        Some(_) => Route::Unknown,
+    }
+}
+
+fn stage(request: &Request) -> Option<&str> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(context) => context.stage.as_deref(),
+        RequestContext::ApiGatewayV2(context) => context.stage.as_deref(),
+        _ => None,
+    }
+}
+
+/// Why a request failed: the adapter's own refusals, or the domain's errors.
+#[derive(Debug)]
+enum Failure {
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    PayloadTooLarge,
+    UnsupportedMediaType { found: String },
+    IdempotencyKeyInvalid,
+    Onboard(OnboardError),
+}
+
+impl From<OnboardError> for Failure {
+    fn from(err: OnboardError) -> Self {
+        Self::Onboard(err)
+    }
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+            Self::Onboard(err) => match err.class() {
+                ErrorClass::Invalid => StatusCode::BAD_REQUEST,
+                ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorClass::InProgress => StatusCode::CONFLICT,
+                ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::UpstreamRejected | ErrorClass::UpstreamFailed => {
+                    StatusCode::BAD_GATEWAY
+                }
+                ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            },
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "NotFound",
+            Self::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Self::PayloadTooLarge => "PayloadTooLarge",
+            Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            Self::IdempotencyKeyInvalid => "IdempotencyKeyInvalid",
+            Self::Onboard(err) => err.code(),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::NotFound => "no such resource; POST /accounts creates an account, GET / serves the form".to_owned(),
+            Self::MethodNotAllowed { allow } => format!("allowed methods: {allow}"),
+            Self::PayloadTooLarge => format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+            Self::UnsupportedMediaType { found } => format!(
+                "content type {found:?} is not supported; send application/json or application/x-www-form-urlencoded"
+            ),
+            Self::IdempotencyKeyInvalid => format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+            ),
+            Self::Onboard(err) => err.to_string(),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for 429 and 503.
+    fn retry_after(&self) -> Option<u32> {
+        match self.status() {
+            StatusCode::TOO_MANY_REQUESTS => Some(1),
+            StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// The one problem+json builder.
+fn problem(failure: &Failure, request_id: &str) -> Response<Body> {
+    let status = failure.status();
+    let body = json!({
+        "type": format!("urn:chime-onboard:problem:{}", failure.code()),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": failure.detail(),
+        "code": failure.code(),
+        "requestId": request_id,
+    });
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Failure::MethodNotAllowed { allow } = failure {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(seconds) = failure.retry_after() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+async fn respond(app: &App, request: Request) -> Response<Body> {
+    let context = request.lambda_context_ref();
+    let request_id = context.map(|c| c.request_id.clone()).unwrap_or_default();
+    let deadline = context
+        .map(Context::deadline)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let route = route(request.uri().path(), stage(&request));
+    let result = match (route, request.method()) {
+        (Route::Form, &Method::GET | &Method::HEAD) => Ok(form()),
+        (Route::Form, _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
+        (Route::Accounts, &Method::POST) => create(app, &request, deadline).await,
+        (Route::Accounts, _) => Err(Failure::MethodNotAllowed { allow: "POST" }),
+        (Route::Unknown, _) => Err(Failure::NotFound),
+    };
+    match result {
+        Ok(response) => {
+            tracing::info!(
+                ?route,
+                status = response.status().as_u16(),
+                "request served"
+            );
+            response
+        }
+        Err(failure) => {
+            let status = failure.status();
+            if status.is_server_error() {
+                tracing::warn!(?route, status = status.as_u16(), code = failure.code(), detail = %failure.detail(), "request failed");
+            } else {
+                tracing::info!(
+                    ?route,
+                    status = status.as_u16(),
+                    code = failure.code(),
+                    "request refused"
+                );
+            }
+            problem(&failure, &request_id)
+        }
+    }
+}
+
+fn form() -> Response<Body> {
+    let mut response = Response::new(Body::Text(FORM_HTML.to_owned()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// The accepted body encodings.
+enum Encoding {
+    Json,
+    Form,
+}
+
+/// Reads the media type; parameters other than a UTF-8 charset are refused.
+fn encoding(request: &Request, body: &[u8]) -> Result<Encoding, Failure> {
+    let looks_like_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let Some(raw) = request.headers().get(header::CONTENT_TYPE) else {
+        return if looks_like_json {
+            Ok(Encoding::Json)
+        } else {
+            Err(Failure::UnsupportedMediaType {
+                found: String::new(),
+            })
+        };
+    };
+    let raw = raw.to_str().unwrap_or_default();
+    let unsupported = || Failure::UnsupportedMediaType {
+        found: raw.chars().take(100).collect(),
+    };
+    let mut parts = raw.split(';').map(|p| p.trim().to_ascii_lowercase());
+    let essence = parts.next().unwrap_or_default();
+    for parameter in parts {
+        if let Some(charset) = parameter.strip_prefix("charset=") {
+            if !matches!(charset.trim_matches('"'), "utf-8" | "utf8") {
+                return Err(unsupported());
+            }
+        }
+    }
+    match essence.as_str() {
+        "application/json" => Ok(Encoding::Json),
+        essence if essence.starts_with("application/") && essence.ends_with("+json") => {
+            Ok(Encoding::Json)
+        }
+        // Browsers percent-encode `{`, so a raw `{` means `curl -d '{"Name":...}'`,
+        // which sends JSON under curl's default form content type.
+        "application/x-www-form-urlencoded" if looks_like_json => Ok(Encoding::Json),
+        "application/x-www-form-urlencoded" => Ok(Encoding::Form),
+        _ => Err(unsupported()),
+    }
+}
+
+fn idempotency_key(request: &Request) -> Result<Option<String>, Failure> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| Failure::IdempotencyKeyInvalid)?;
+    let valid = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(Some(format!("http#{key}")))
+    } else {
+        Err(Failure::IdempotencyKeyInvalid)
+    }
+}
+
+async fn create(
+    app: &App,
+    request: &Request,
+    deadline: SystemTime,
+) -> Result<Response<Body>, Failure> {
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Failure::PayloadTooLarge);
+    }
+    let onboard = match encoding(request, body)? {
+        Encoding::Json => OnboardRequest::from_json(body)?,
+        Encoding::Form => {
+            let name = form_urlencoded::parse(body)
+                .find(|(key, _)| key == "Name")
+                .map(|(_, value)| value);
+            OnboardRequest::from_name_field(name.as_deref())?
+        }
+    };
+    let key = idempotency_key(request)?;
+    let account = app.create(key.as_deref(), &onboard.name, deadline).await?;
+    Ok(created(&account))
+}
+
+fn created(account: &Account) -> Response<Body> {
+    let body = json!({ "AccountId": account.account_id, "Account": account });
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = StatusCode::CREATED;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{}", account.account_id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_ignore_stage_and_base_path_prefixes() {
+        assert_eq!(route("/", None), Route::Form);
+        assert_eq!(route("/prod", Some("prod")), Route::Form);
+        assert_eq!(route("/prod/", Some("prod")), Route::Form);
+        assert_eq!(route("/accounts", Some("$default")), Route::Accounts);
+        assert_eq!(route("/prod/accounts", Some("prod")), Route::Accounts);
+        assert_eq!(route("/onboarding/v1/accounts/", None), Route::Accounts);
+        assert_eq!(route("/accounts/123", None), Route::Unknown);
+        assert_eq!(route("/prod", None), Route::Unknown);
+    }
+
+    #[test]
+    fn statuses_follow_the_design_table() {
+        let chime = |kind| {
+            Failure::Onboard(OnboardError::Chime {
+                kind,
+                message: String::new(),
+            })
+        };
+        use crate::onboard::ChimeErrorKind::*;
+        assert_eq!(chime(BadRequest).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(chime(Throttled).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(chime(Throttled).retry_after(), Some(1));
+        assert_eq!(chime(Unavailable).status(), StatusCode::SERVICE_UNAVAILABLE);
+        for kind in [ServiceFailure, Forbidden, Unauthorized, NotFound, Other] {
+            assert_eq!(chime(kind).status(), StatusCode::BAD_GATEWAY);
+        }
+        assert_eq!(
+            Failure::Onboard(OnboardError::ChimeTimeout).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! chime-onboard: one AWS Lambda function that onboards Amazon Chime accounts.
+//!
+//! It takes an HTTP request (API Gateway REST v1, HTTP API v2, ALB, Function
+//! URL) or an SQS batch of onboarding messages, validates the account name,
+//! calls Chime `CreateAccount` and answers with the account: in the HTTP
+//! response, or as a reply message on an SQS queue. The contracts are in
+//! DESIGN.md; this crate is laid out along them:
+//!
+//! - [`event`] classifies a payload; [`app`] holds the state built once at
+//!   init and the invocation handler that dispatches to the adapters;
+//! - [`http`] and [`sqs`] are the adapters: they own the wire formats;
+//! - [`onboard`] is the domain (the name rule, the create flow, error kinds)
+//!   and knows nothing of HTTP or SQS;
+//! - [`chime`], [`reply`] and [`idempotency`] are the ports: small traits with
+//!   their AWS SDK implementations;
+//! - [`config`] reads and validates the environment.
+
+pub mod app;
+pub mod chime;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod idempotency;
+pub mod onboard;
+pub mod reply;
+pub mod sqs;
+
+pub use app::{handle, App};
+pub use config::Config;

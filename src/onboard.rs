@@ -1,0 +1,383 @@
+//! The domain: what an onboarding request is, the account-name rule, the create
+//! flow and the errors it can end in.
+//!
+//! This module knows nothing of HTTP or SQS. Adapters hand it the request
+//! document (`{"Name": ..., "RequestId": ...}`, the same JSON on both ingress
+//! paths) and read back an [`Account`] or an [`OnboardError`], whose
+//! [`OnboardError::code`] and [`OnboardError::class`] tell them how to answer.
+//! Contract: DESIGN.md, "The account name".
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::chime::ChimeAccounts;
+
+/// Longest accepted name, in Unicode scalar values (Chime's limit).
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest accepted `RequestId`: the SQS limit for a FIFO deduplication id, which it becomes.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// A validated Chime account name: trimmed, 1..=100 scalar values, no control
+/// characters and no line/paragraph separators. It cannot hold anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountName(String);
+
+impl AccountName {
+    /// Applies the function's name rule (stricter than Chime's `.*\S.*`).
+    pub fn parse(raw: &str) -> Result<Self, OnboardError> {
+        let trimmed = raw.trim_matches(char::is_whitespace);
+        if trimmed.is_empty() {
+            return Err(OnboardError::NameEmpty);
+        }
+        if let Some((index, ch)) = trimmed
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            return Err(OnboardError::NameInvalidCharacter { ch, index });
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_NAME_CHARS {
+            return Err(OnboardError::NameTooLong { chars });
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name as sent to Chime.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccountName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One onboarding request, as both ingress paths carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnboardRequest {
+    pub name: AccountName,
+    /// The caller's id for this request, if it sent one.
+    pub request_id: Option<String>,
+}
+
+impl OnboardRequest {
+    /// Parses and validates the JSON request document `{"Name": "...", "RequestId": "..."}`.
+    /// Unknown members are ignored.
+    pub fn from_json(body: &[u8]) -> Result<Self, OnboardError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
+            reason: e.to_string(),
+        })?;
+        let Value::Object(mut members) = value else {
+            return Err(OnboardError::BodyNotObject);
+        };
+        let name = match members.remove("Name") {
+            None | Some(Value::Null) => return Err(OnboardError::NameMissing),
+            Some(Value::String(name)) => AccountName::parse(&name)?,
+            Some(_) => return Err(OnboardError::NameNotString),
+        };
+        let request_id = match members.remove("RequestId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(validate_request_id(id)?),
+            Some(_) => return Err(OnboardError::RequestIdInvalid),
+        };
+        Ok(Self { name, request_id })
+    }
+
+    /// Builds a request from a plain name field (HTML form posts).
+    pub fn from_name_field(name: Option<&str>) -> Result<Self, OnboardError> {
+        let name = AccountName::parse(name.ok_or(OnboardError::NameMissing)?)?;
+        Ok(Self {
+            name,
+            request_id: None,
+        })
+    }
+}
+
+/// A `RequestId` becomes an idempotency key and a FIFO deduplication id, so it
+/// must fit SQS's rule for the latter: 1..=128 printable ASCII characters.
+fn validate_request_id(id: String) -> Result<String, OnboardError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(id)
+    } else {
+        Err(OnboardError::RequestIdInvalid)
+    }
+}
+
+/// An account as Chime describes it; field names are Chime's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Account {
+    pub account_id: String,
+    pub name: String,
+    pub aws_account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_license: Option<String>,
+    #[serde(default)]
+    pub supported_licenses: Vec<String>,
+    #[serde(default)]
+    pub signin_delegate_groups: Vec<SigninDelegateGroup>,
+}
+
+/// A sign-in delegate group of an [`Account`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SigninDelegateGroup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+}
+
+/// Which Chime error the service answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChimeErrorKind {
+    BadRequest,
+    Forbidden,
+    Unauthorized,
+    NotFound,
+    Throttled,
+    Unavailable,
+    ServiceFailure,
+    /// An error the model does not list for the operation, or a response that could not be read.
+    Other,
+}
+
+impl ChimeErrorKind {
+    /// The Chime exception name, used as the error `code`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BadRequestException",
+            Self::Forbidden => "ForbiddenException",
+            Self::Unauthorized => "UnauthorizedClientException",
+            Self::NotFound => "NotFoundException",
+            Self::Throttled => "ThrottledClientException",
+            Self::Unavailable => "ServiceUnavailableException",
+            Self::ServiceFailure => "ServiceFailureException",
+            Self::Other => "ChimeError",
+        }
+    }
+}
+
+/// How an adapter should treat an error: the one fact HTTP and SQS both map from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request is wrong; retrying it cannot help (HTTP 400, SQS `Rejected`).
+    Invalid,
+    /// An idempotency key was reused for a different request (HTTP 422, SQS `Rejected`).
+    KeyReused,
+    /// The same idempotency key is being processed right now (HTTP 409, SQS retry).
+    InProgress,
+    /// Chime throttled the call (HTTP 429, SQS retry).
+    Throttled,
+    /// Chime or the function's store is unavailable (HTTP 503, SQS retry).
+    Unavailable,
+    /// Chime refused for good: forbidden, unauthorized, not found (HTTP 502, SQS `Rejected`).
+    UpstreamRejected,
+    /// Chime failed or could not be reached (HTTP 502, SQS retry).
+    UpstreamFailed,
+    /// The Chime call did not finish in time (HTTP 504, SQS retry).
+    Timeout,
+}
+
+impl ErrorClass {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::InProgress
+                | Self::Throttled
+                | Self::Unavailable
+                | Self::UpstreamFailed
+                | Self::Timeout
+        )
+    }
+}
+
+/// Everything that can stop an account from being created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnboardError {
+    #[error("the request body is not valid JSON: {reason}")]
+    BodyNotJson { reason: String },
+    #[error("the request body must be a JSON object")]
+    BodyNotObject,
+    #[error("\"Name\" is required")]
+    NameMissing,
+    #[error("\"Name\" must be a string")]
+    NameNotString,
+    #[error("\"Name\" is empty after trimming whitespace")]
+    NameEmpty,
+    #[error("\"Name\" has {chars} characters; at most {MAX_NAME_CHARS} are allowed")]
+    NameTooLong { chars: usize },
+    #[error("\"Name\" contains the control or separator character U+{:04X} at position {index}", *ch as u32)]
+    NameInvalidCharacter { ch: char, index: usize },
+    #[error("\"RequestId\" must be 1 to {MAX_REQUEST_ID_CHARS} printable ASCII characters")]
+    RequestIdInvalid,
+    #[error("Chime answered {}: {message}", kind.code())]
+    Chime {
+        kind: ChimeErrorKind,
+        message: String,
+    },
+    #[error("Chime did not answer within the configured timeout")]
+    ChimeTimeout,
+    #[error("Chime could not be reached: {reason}")]
+    ChimeUnreachable { reason: String },
+    #[error("this idempotency key was already used with a different account name")]
+    IdempotencyKeyReused,
+    #[error("a request with this idempotency key is still in progress")]
+    IdempotencyInProgress,
+    #[error("the idempotency store failed: {reason}")]
+    IdempotencyStore { reason: String },
+}
+
+impl OnboardError {
+    /// The stable machine-readable code (DESIGN.md names the name-rule codes).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BodyNotJson { .. } => "BodyNotJson",
+            Self::BodyNotObject => "BodyNotObject",
+            Self::NameMissing => "NameMissing",
+            Self::NameNotString => "NameNotString",
+            Self::NameEmpty => "NameEmpty",
+            Self::NameTooLong { .. } => "NameTooLong",
+            Self::NameInvalidCharacter { .. } => "NameInvalidCharacter",
+            Self::RequestIdInvalid => "RequestIdInvalid",
+            Self::Chime { kind, .. } => kind.code(),
+            Self::ChimeTimeout => "ChimeTimeout",
+            Self::ChimeUnreachable { .. } => "ChimeUnreachable",
+            Self::IdempotencyKeyReused => "IdempotencyKeyReused",
+            Self::IdempotencyInProgress => "IdempotencyInProgress",
+            Self::IdempotencyStore { .. } => "IdempotencyStoreFailed",
+        }
+    }
+
+    /// How adapters must treat this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::BodyNotJson { .. }
+            | Self::BodyNotObject
+            | Self::NameMissing
+            | Self::NameNotString
+            | Self::NameEmpty
+            | Self::NameTooLong { .. }
+            | Self::NameInvalidCharacter { .. }
+            | Self::RequestIdInvalid => ErrorClass::Invalid,
+            Self::Chime { kind, .. } => match kind {
+                ChimeErrorKind::BadRequest => ErrorClass::Invalid,
+                ChimeErrorKind::Forbidden
+                | ChimeErrorKind::Unauthorized
+                | ChimeErrorKind::NotFound => ErrorClass::UpstreamRejected,
+                ChimeErrorKind::Throttled => ErrorClass::Throttled,
+                ChimeErrorKind::Unavailable => ErrorClass::Unavailable,
+                ChimeErrorKind::ServiceFailure | ChimeErrorKind::Other => {
+                    ErrorClass::UpstreamFailed
+                }
+            },
+            Self::ChimeTimeout => ErrorClass::Timeout,
+            Self::ChimeUnreachable { .. } => ErrorClass::UpstreamFailed,
+            Self::IdempotencyKeyReused => ErrorClass::KeyReused,
+            Self::IdempotencyInProgress => ErrorClass::InProgress,
+            Self::IdempotencyStore { .. } => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// Creates the account. The one place the function calls Chime to create.
+pub async fn create_account(
+    chime: &dyn ChimeAccounts,
+    name: &AccountName,
+) -> Result<Account, OnboardError> {
+    chime.create_account(name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_counted_in_scalar_values() {
+        let name = AccountName::parse("  Acme Corp \u{3000}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(name.as_str(), "Acme Corp");
+        let hundred = "é".repeat(100);
+        assert!(AccountName::parse(&hundred).is_ok());
+        let too_long = "é".repeat(101);
+        assert_eq!(
+            AccountName::parse(&too_long),
+            Err(OnboardError::NameTooLong { chars: 101 })
+        );
+        // Four-byte characters count once each.
+        assert!(AccountName::parse(&"😀".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn blank_and_control_characters_are_rejected_with_their_code() {
+        for blank in ["", "   ", "\u{a0}\u{a0}", "\t\n"] {
+            assert_eq!(
+                AccountName::parse(blank).map_err(|e| e.code()),
+                Err("NameEmpty"),
+                "{blank:?}"
+            );
+        }
+        for bad in ["a\tb", "a\u{0}b", "a\u{2028}b", "a\u{2029}b", "a\u{85}b"] {
+            assert_eq!(
+                AccountName::parse(bad).map_err(|e| e.code()),
+                Err("NameInvalidCharacter"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_document_shapes_map_to_codes() {
+        let code = |body: &str| OnboardRequest::from_json(body.as_bytes()).map_err(|e| e.code());
+        assert_eq!(code("not json"), Err("BodyNotJson"));
+        assert_eq!(code("[1]"), Err("BodyNotObject"));
+        assert_eq!(code("{}"), Err("NameMissing"));
+        assert_eq!(code(r#"{"Name": null}"#), Err("NameMissing"));
+        assert_eq!(code(r#"{"Name": 7}"#), Err("NameNotString"));
+        assert_eq!(
+            code(r#"{"Name": "a", "RequestId": 3}"#),
+            Err("RequestIdInvalid")
+        );
+        assert_eq!(
+            code(r#"{"Name": "a", "RequestId": "é"}"#),
+            Err("RequestIdInvalid")
+        );
+        let ok = OnboardRequest::from_json(br#"{"Name": " Acme ", "RequestId": "r-1", "x": 1}"#);
+        assert_eq!(
+            ok.map(|r| (r.name.as_str().to_owned(), r.request_id)),
+            Ok(("Acme".to_owned(), Some("r-1".to_owned())))
+        );
+    }
+
+    #[test]
+    fn error_messages_never_echo_the_input() {
+        let long = "x".repeat(10_000);
+        let err = AccountName::parse(&long).err();
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn classes_split_permanent_from_transient() {
+        let chime = |kind| OnboardError::Chime {
+            kind,
+            message: String::new(),
+        };
+        assert!(!chime(ChimeErrorKind::BadRequest).class().is_transient());
+        assert!(!chime(ChimeErrorKind::Forbidden).class().is_transient());
+        assert!(chime(ChimeErrorKind::Throttled).class().is_transient());
+        assert!(chime(ChimeErrorKind::ServiceFailure).class().is_transient());
+        assert!(OnboardError::ChimeTimeout.class().is_transient());
+        assert!(!OnboardError::IdempotencyKeyReused.class().is_transient());
+    }
+}

@@ -1,0 +1,255 @@
+//! The SQS adapter: runs a batch of onboarding messages and reports partial
+//! failures (DESIGN.md, "SQS contract").
+//!
+//! Each message ends in an [`Outcome`]: done (a `Created` or `Rejected` reply
+//! was sent) or retry (listed in `batchItemFailures`, with a `Failed` reply
+//! when it was the last attempt). Standard queues run up to `MAX_CONCURRENCY`
+//! messages at once; FIFO queues run each message group in order and stop a
+//! group at its first failure, reporting the group's later messages failed,
+//! unprocessed, as Powertools' FIFO processor does.
+
+use std::time::SystemTime;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::stream::{self, StreamExt};
+use lambda_runtime::Context;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::event::UnknownEvent;
+use crate::onboard::{Account, OnboardRequest};
+use crate::reply::{Destination, Reply, ReplyError, Status};
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished: its reply is sent; SQS may delete it.
+    Done(Status),
+    /// Must be delivered again (or, on the last attempt, go to the DLQ).
+    Retry,
+}
+
+/// One message's identity and routing, read from the SQS record.
+struct Envelope<'a> {
+    message_id: &'a str,
+    receive_count: u32,
+    group: Option<&'a str>,
+    reply_to: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+}
+
+impl<'a> Envelope<'a> {
+    fn of(message: &'a SqsMessage) -> Option<Self> {
+        let message_id = message.message_id.as_deref().filter(|id| !id.is_empty())?;
+        let attribute = |name: &str| {
+            message
+                .message_attributes
+                .get(name)
+                .and_then(|a| a.string_value.as_deref())
+        };
+        Some(Self {
+            message_id,
+            receive_count: message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            group: message.attributes.get("MessageGroupId").map(String::as_str),
+            reply_to: attribute("ReplyTo"),
+            correlation_id: attribute("CorrelationId"),
+        })
+    }
+}
+
+/// Runs the batch and returns the messages to retry.
+pub async fn handle_batch(
+    app: &App,
+    event: SqsEvent,
+    context: &Context,
+) -> Result<SqsBatchResponse, UnknownEvent> {
+    // Every record must be identifiable before any work starts: a failure
+    // cannot be reported for a message without an id.
+    let messages = event
+        .records
+        .iter()
+        .map(|m| Envelope::of(m).map(|e| (e, m)))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| UnknownEvent {
+            reason: "an SQS record has no messageId".to_owned(),
+        })?;
+    let fifo = event.records.iter().any(|m| {
+        m.event_source_arn
+            .as_deref()
+            .is_some_and(|a| a.ends_with(".fifo"))
+    });
+    let deadline = context.deadline();
+
+    let failed: Vec<&str> = if fifo {
+        run_fifo(app, &messages, deadline).await
+    } else {
+        stream::iter(&messages)
+            .map(|(envelope, message)| async move {
+                let outcome = process(app, envelope, message, deadline).await;
+                (outcome == Outcome::Retry).then_some(envelope.message_id)
+            })
+            .buffer_unordered(app.config.max_concurrency)
+            .filter_map(|id| async move { id })
+            .collect()
+            .await
+    };
+
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.to_owned();
+            failure
+        })
+        .collect();
+    Ok(response)
+}
+
+/// FIFO: groups run concurrently, each group's messages in order; after a
+/// failure the rest of that group is reported failed without being processed.
+async fn run_fifo<'a>(
+    app: &App,
+    messages: &'a [(Envelope<'a>, &'a SqsMessage)],
+    deadline: SystemTime,
+) -> Vec<&'a str> {
+    type Group<'g, 'a> = (Option<&'a str>, Vec<&'g (Envelope<'a>, &'a SqsMessage)>);
+    let mut groups: Vec<Group<'_, 'a>> = Vec::new();
+    for item in messages {
+        match groups.iter_mut().find(|(g, _)| *g == item.0.group) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((item.0.group, vec![item])),
+        }
+    }
+    stream::iter(groups)
+        .map(|(_, members)| async move {
+            let mut failed = Vec::new();
+            for (envelope, message) in members {
+                if !failed.is_empty() {
+                    failed.push(envelope.message_id);
+                    continue;
+                }
+                if process(app, envelope, message, deadline).await == Outcome::Retry {
+                    failed.push(envelope.message_id);
+                }
+            }
+            failed
+        })
+        .buffer_unordered(app.config.max_concurrency)
+        .flat_map(stream::iter)
+        .collect()
+        .await
+}
+
+/// Processes one message inside a span carrying its id.
+async fn process(
+    app: &App,
+    envelope: &Envelope<'_>,
+    message: &SqsMessage,
+    deadline: SystemTime,
+) -> Outcome {
+    let span = tracing::info_span!("message", message_id = %envelope.message_id);
+    process_message(app, envelope, message, deadline)
+        .instrument(span)
+        .await
+}
+
+async fn process_message(
+    app: &App,
+    envelope: &Envelope<'_>,
+    message: &SqsMessage,
+    deadline: SystemTime,
+) -> Outcome {
+    let body = message.body.as_deref().unwrap_or_default().as_bytes();
+    let parsed = OnboardRequest::from_json(body);
+    let request_id = parsed
+        .as_ref()
+        .ok()
+        .and_then(|r| r.request_id.clone())
+        .unwrap_or_else(|| envelope.message_id.to_owned());
+    let reply = |status, result: Result<Account, ReplyError>| {
+        let (account, error) = match result {
+            Ok(account) => (Some(account), None),
+            Err(error) => (None, Some(error)),
+        };
+        Reply {
+            request_id: request_id.clone(),
+            correlation_id: envelope.correlation_id.map(str::to_owned),
+            status,
+            account_id: account.as_ref().map(|a| a.account_id.clone()),
+            account,
+            error,
+            source_message_id: envelope.message_id.to_owned(),
+        }
+    };
+
+    // A ReplyTo outside the allow-list is refused before anything is created;
+    // the refusal goes to the default queue, never to the named one.
+    let default_destination = app.config.reply_queue_url.as_deref();
+    let (destination, refused_reply_to) = match envelope.reply_to {
+        Some(url) if app.config.reply_queue_allowed(url) => (Some(url), false),
+        Some(_) => (default_destination, true),
+        None => (default_destination, false),
+    };
+    let destination = destination.map(|queue_url| Destination {
+        queue_url: queue_url.to_owned(),
+        fifo_group: envelope.group.unwrap_or(&request_id).to_owned(),
+    });
+
+    let result: Result<Account, (ReplyError, bool)> = if refused_reply_to {
+        let error = ReplyError {
+            code: "ReplyToNotAllowed".to_owned(),
+            message: "the ReplyTo queue is not in ALLOWED_REPLY_QUEUES".to_owned(),
+        };
+        Err((error, false))
+    } else {
+        match parsed {
+            Err(err) => Err((ReplyError::from(&err), false)),
+            Ok(request) => {
+                let key = format!("sqs#{request_id}");
+                app.create(Some(&key), &request.name, deadline)
+                    .await
+                    .map_err(|err| (ReplyError::from(&err), err.class().is_transient()))
+            }
+        }
+    };
+    let transient = matches!(result, Err((_, true)));
+    let status = match &result {
+        Ok(_) => Status::Created,
+        Err((_, true)) => Status::Failed,
+        Err((_, false)) => Status::Rejected,
+    };
+    let result = result.map_err(|(error, _)| error);
+
+    let last_attempt = envelope.receive_count >= app.config.max_receive_count;
+    let code = result.as_ref().err().map(|e| e.code.clone());
+    tracing::info!(request_id = %request_id, status = status.as_str(), transient, code, receive_count = envelope.receive_count, "message processed");
+    if transient && !last_attempt {
+        // No reply yet: SQS delivers the message again.
+        return Outcome::Retry;
+    }
+    let Some(destination) = destination else {
+        tracing::warn!("no reply queue: set REPLY_QUEUE_URL or send an allowed ReplyTo");
+        return if transient {
+            Outcome::Retry
+        } else {
+            Outcome::Done(status)
+        };
+    };
+    let sent = app
+        .replies
+        .send_reply(&destination, &reply(status, result))
+        .await;
+    match sent {
+        Err(err) => {
+            tracing::error!(error = %err, "reply not sent; the message will be retried");
+            Outcome::Retry
+        }
+        Ok(()) if transient => Outcome::Retry,
+        Ok(()) => Outcome::Done(status),
+    }
+}

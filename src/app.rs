@@ -31,19 +31,40 @@ impl App {
     /// Builds the production state from one loaded `SdkConfig`: the SDK reads
     /// `AWS_ENDPOINT_URL_CHIME`, `_SQS` and `_DYNAMODB` itself.
     pub fn from_sdk_config(config: Config, sdk: &aws_config::SdkConfig) -> Self {
+        // Only built when used: every client costs init time.
+        let dynamodb = config
+            .idempotency_table
+            .is_some()
+            .then(|| aws_sdk_dynamodb::Client::new(sdk));
+        Self::new(
+            config,
+            aws_sdk_chime::config::Builder::from(sdk),
+            aws_sdk_sqs::Client::new(sdk),
+            dynamodb,
+        )
+    }
+
+    /// Builds the state from per-service clients (tests point each at its own
+    /// emulator). The Chime client gets `CHIME_TIMEOUT_MS` as its operation timeout.
+    pub fn new(
+        config: Config,
+        chime: aws_sdk_chime::config::Builder,
+        sqs: aws_sdk_sqs::Client,
+        dynamodb: Option<aws_sdk_dynamodb::Client>,
+    ) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(config.chime_timeout)
             .build();
-        let chime = aws_sdk_chime::config::Builder::from(sdk)
-            .timeout_config(timeouts)
-            .build();
-        let idempotency = config.idempotency_table.as_ref().map(|table| {
-            let client = aws_sdk_dynamodb::Client::new(sdk);
-            Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>
-        });
+        let chime = aws_sdk_chime::Client::from_conf(chime.timeout_config(timeouts).build());
+        let idempotency = match (&config.idempotency_table, dynamodb) {
+            (Some(table), Some(client)) => {
+                Some(Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>)
+            }
+            _ => None,
+        };
         Self {
-            chime: Arc::new(aws_sdk_chime::Client::from_conf(chime)),
-            replies: Arc::new(aws_sdk_sqs::Client::new(sdk)),
+            chime: Arc::new(chime),
+            replies: Arc::new(sqs),
             idempotency,
             config,
         }

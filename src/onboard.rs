@@ -67,23 +67,7 @@ impl OnboardRequest {
     /// Parses and validates the JSON request document `{"Name": "...", "RequestId": "..."}`.
     /// Unknown members are ignored.
     pub fn from_json(body: &[u8]) -> Result<Self, OnboardError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
-            reason: e.to_string(),
-        })?;
-        let Value::Object(mut members) = value else {
-            return Err(OnboardError::BodyNotObject);
-        };
-        let name = match members.remove("Name") {
-            None | Some(Value::Null) => return Err(OnboardError::NameMissing),
-            Some(Value::String(name)) => AccountName::parse(&name)?,
-            Some(_) => return Err(OnboardError::NameNotString),
-        };
-        let request_id = match members.remove("RequestId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(validate_request_id(id)?),
-            Some(_) => return Err(OnboardError::RequestIdInvalid),
-        };
-        Ok(Self { name, request_id })
+        RequestDocument::parse(body)?.validate()
     }
 
     /// Builds a request from a plain name field (HTML form posts).
@@ -92,6 +76,50 @@ impl OnboardRequest {
         Ok(Self {
             name,
             request_id: None,
+        })
+    }
+}
+
+/// The request document, parsed but with its name not yet validated, so a
+/// caller can still learn the `RequestId` of a request whose name is bad.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestDocument {
+    name: Option<Value>,
+    /// The caller's id for this request, if it sent a valid one.
+    pub request_id: Option<String>,
+}
+
+impl RequestDocument {
+    /// Parses `{"Name": ..., "RequestId": ...}`: a JSON object with a valid
+    /// `RequestId` if any. The name is checked by [`RequestDocument::validate`].
+    pub fn parse(body: &[u8]) -> Result<Self, OnboardError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
+            reason: e.to_string(),
+        })?;
+        let Value::Object(mut members) = value else {
+            return Err(OnboardError::BodyNotObject);
+        };
+        let request_id = match members.remove("RequestId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(validate_request_id(id)?),
+            Some(_) => return Err(OnboardError::RequestIdInvalid),
+        };
+        Ok(Self {
+            name: members.remove("Name"),
+            request_id,
+        })
+    }
+
+    /// Applies the name rule.
+    pub fn validate(self) -> Result<OnboardRequest, OnboardError> {
+        let name = match self.name {
+            None | Some(Value::Null) => return Err(OnboardError::NameMissing),
+            Some(Value::String(name)) => AccountName::parse(&name)?,
+            Some(_) => return Err(OnboardError::NameNotString),
+        };
+        Ok(OnboardRequest {
+            name,
+            request_id: self.request_id,
         })
     }
 }

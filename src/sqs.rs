@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::event::UnknownEvent;
-use crate::onboard::{Account, OnboardRequest};
+use crate::onboard::{Account, RequestDocument};
 use crate::reply::{Destination, Reply, ReplyError, Status};
 
 /// What became of one message.
@@ -165,12 +165,14 @@ async fn process_message(
     deadline: SystemTime,
 ) -> Outcome {
     let body = message.body.as_deref().unwrap_or_default().as_bytes();
-    let parsed = OnboardRequest::from_json(body);
-    let request_id = parsed
+    let document = RequestDocument::parse(body);
+    // The reply names the caller's RequestId even when the name is bad.
+    let request_id = document
         .as_ref()
         .ok()
-        .and_then(|r| r.request_id.clone())
+        .and_then(|d| d.request_id.clone())
         .unwrap_or_else(|| envelope.message_id.to_owned());
+    let parsed = document.and_then(RequestDocument::validate);
     let reply = |status, result: Result<Account, ReplyError>| {
         let (account, error) = match result {
             Ok(account) => (Some(account), None),

@@ -1,0 +1,165 @@
+//! Idempotency over moto's DynamoDB: a repeated request never creates a second account.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chime_onboard::idempotency::{IdempotencyStore, Record, RecordStatus};
+use serde_json::{json, Value};
+
+use crate::support::{dynamodb_client, Options, World};
+
+async fn world() -> World {
+    World::with(Options {
+        idempotency: true,
+        ..Options::default()
+    })
+    .await
+}
+
+fn post(name: &str, key: &str) -> Value {
+    let mut event = crate::event!("apigw-v2-post-accounts.json");
+    event["body"] = json!(json!({ "Name": name }).to_string());
+    event["headers"]["idempotency-key"] = json!(key);
+    event
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn store(world: &World) -> chime_onboard::idempotency::DynamoDbStore {
+    chime_onboard::idempotency::DynamoDbStore::new(
+        dynamodb_client(),
+        world.table.clone().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn the_same_key_and_body_returns_the_first_response() {
+    let world = world().await;
+    let first = world.invoke(post("Once Only", "key-1")).await;
+    assert_eq!(first["statusCode"], json!(201), "{first}");
+    // Whitespace around the name does not make it another request.
+    let again = world.invoke(post("  Once Only ", "key-1")).await;
+    assert_eq!(again["statusCode"], json!(201), "{again}");
+    assert_eq!(body(&again), body(&first));
+    assert_eq!(world.account_names(), ["Once Only"]);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422() {
+    let world = world().await;
+    assert_eq!(
+        world.invoke(post("First", "key-2")).await["statusCode"],
+        json!(201)
+    );
+    let response = world.invoke(post("Second", "key-2")).await;
+    assert_eq!(response["statusCode"], json!(422), "{response}");
+    assert_eq!(body(&response)["code"], json!("IdempotencyKeyReused"));
+    assert_eq!(world.account_names(), ["First"]);
+}
+
+#[tokio::test]
+async fn a_key_in_flight_is_409() {
+    let world = world().await;
+    // Another invocation holds the key: it started and has not finished.
+    let held = Record {
+        key: "http#key-3".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: "Busy".into(),
+        expiration: now_ms() / 1000 + 3600,
+        in_progress_expiration: now_ms() + 60_000,
+        started_at: now_ms(),
+        account: None,
+    };
+    store(&world).put(&held, None).await.expect("put");
+    let response = world.invoke(post("Busy", "key-3")).await;
+    assert_eq!(response["statusCode"], json!(409), "{response}");
+    assert_eq!(body(&response)["code"], json!("IdempotencyInProgress"));
+    assert!(world.account_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_holders_account_is_found_not_created_again() {
+    let world = world().await;
+    // An earlier invocation created the account, then died before recording it.
+    let started = now_ms() - 120_000;
+    let first = world
+        .invoke({
+            let mut e = crate::event!("apigw-v2-post-accounts.json");
+            e["body"] = json!(json!({"Name": "Crashed Co"}).to_string());
+            e
+        })
+        .await;
+    let created_id = body(&first)["AccountId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let dead = Record {
+        key: "http#key-4".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: "Crashed Co".into(),
+        expiration: now_ms() / 1000 + 3600,
+        in_progress_expiration: now_ms() - 1000,
+        started_at: started,
+        account: None,
+    };
+    store(&world).put(&dead, None).await.expect("put");
+    let response = world.invoke(post("Crashed Co", "key-4")).await;
+    assert_eq!(response["statusCode"], json!(201), "{response}");
+    assert_eq!(body(&response)["AccountId"], json!(created_id));
+    assert_eq!(world.account_names(), ["Crashed Co"]);
+    let record = store(&world).get("http#key-4").await.expect("get");
+    assert_eq!(record.map(|r| r.status), Some(RecordStatus::Completed));
+}
+
+#[tokio::test]
+async fn a_failed_create_releases_the_key() {
+    let world = world().await;
+    world.set_faults(json!({"fail_next": vec!["ServiceUnavailableException"; 3]}));
+    assert_eq!(
+        world.invoke(post("Retry Me", "key-5")).await["statusCode"],
+        json!(503)
+    );
+    assert_eq!(
+        world.invoke(post("Retry Me", "key-5")).await["statusCode"],
+        json!(201)
+    );
+    assert_eq!(world.account_names(), ["Retry Me"]);
+}
+
+#[tokio::test]
+async fn an_sqs_redelivery_of_a_completed_request_only_resends_the_reply() {
+    let world = world().await;
+    let batch = crate::event!("sqs-standard-batch.json");
+    let response = world.invoke(batch.clone()).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let first = world.replies(3).await;
+    assert_eq!(first.len(), 3);
+
+    // SQS delivers the same batch again (e.g. the function timed out after the work).
+    let response = world.invoke(batch).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let second = world.replies(3).await;
+    assert_eq!(second.len(), 3);
+    let ids = |replies: &[crate::support::Reply]| {
+        let mut ids: Vec<String> = replies
+            .iter()
+            .map(|r| r.body["AccountId"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&first),
+        ids(&second),
+        "the same accounts are reported again"
+    );
+    assert_eq!(world.chime.accounts().len(), 3, "no duplicate account");
+}

@@ -12,7 +12,7 @@ CHIME_LOCAL_BENCH_CONNS ?= 32
 
 test-python: $(VENV_STAMP)
 	cargo build -p chime-local --bin chime-local
-	CHIME_LOCAL_BIN=$(CURDIR)/target/debug/chime-local $(VENV)/bin/python -m pytest -q tests/python
+	CHIME_LOCAL_BIN=$(CURDIR)/target/debug/chime-local $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
 
 bench-chime-local:
 	cargo bench -p chime-local --bench throughput -- \

@@ -30,4 +30,8 @@ test-rust: $(VENV_STAMP)
 
 include make/*.mk
 
-test: lint test-rust test-python
+# cargo-lambda comes from the deploy venv (one copy of it and its zig).
+dev: $(VENV_STAMP) $(DEPLOY_STAMP)
+	scripts/dev.sh
+
+test: lint test-rust test-python test-deploy

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make dev`: chime-local + moto_server (SQS, DynamoDB) + the function under
+# `cargo lambda watch`, wired with the SDKs' standard endpoint variables, plus a
+# local SQS poller standing in for the event source mapping. Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHIME_PORT=${CHIME_LOCAL_PORT:-4580}
+MOTO_PORT=${MOTO_PORT:-4566}
+INVOKE_PORT=${INVOKE_PORT:-9000}
+VENV=${VENV:-.venv}
+CARGO_LAMBDA=${CARGO_LAMBDA:-.venv-deploy/bin/cargo-lambda}
+mkdir -p .dev
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+wait_port() { # name port
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "dev: $1 did not start on port $2 (see .dev/$1.log)" >&2; exit 1
+}
+
+cargo build -q -p chime-local --bin chime-local
+target/debug/chime-local --port "$CHIME_PORT" --state .dev/chime-local-state.json >.dev/chime-local.log 2>&1 &
+pids+=($!)
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >.dev/moto.log 2>&1 &
+pids+=($!)
+wait_port chime-local "$CHIME_PORT"
+wait_port moto "$MOTO_PORT"
+
+MOTO="http://127.0.0.1:$MOTO_PORT"
+eval "$("$VENV/bin/python" scripts/local_sqs.py --endpoint "$MOTO" setup)"
+cat >.dev/function.env <<ENV
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=testing
+AWS_SECRET_ACCESS_KEY=testing
+AWS_ENDPOINT_URL_CHIME=http://127.0.0.1:$CHIME_PORT
+AWS_ENDPOINT_URL_SQS=$MOTO
+AWS_ENDPOINT_URL_DYNAMODB=$MOTO
+REPLY_QUEUE_URL=$REPLY_QUEUE_URL
+IDEMPOTENCY_TABLE=$IDEMPOTENCY_TABLE
+RUST_LOG=info
+ENV
+
+"$VENV/bin/python" scripts/local_sqs.py --endpoint "$MOTO" poll --queue "$REQUEST_QUEUE_URL" --invoke-port "$INVOKE_PORT" >.dev/poller.log 2>&1 &
+pids+=($!)
+
+URL="http://127.0.0.1:$INVOKE_PORT/lambda-url/chime-onboard"
+cat <<MSG
+
+chime-onboard is starting (the first build takes a few minutes).
+  form:        open $URL/
+  create:      curl -i -X POST $URL/accounts -H 'content-type: application/json' -d '{"Name":"Acme"}'
+  queue:       $VENV/bin/python -c "import boto3; boto3.client('sqs', endpoint_url='$MOTO', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').send_message(QueueUrl='$REQUEST_QUEUE_URL', MessageBody='{\"Name\": \"Acme\", \"RequestId\": \"r-1\"}')"
+  replies:     $REPLY_QUEUE_URL   (poller log: .dev/poller.log)
+  raw events:  $CARGO_LAMBDA lambda invoke chime-onboard --data-file events/sqs-standard-batch.json
+  chime-local: http://127.0.0.1:$CHIME_PORT/_chime-local/accounts   (faults: POST /_chime-local/faults)
+Logs of the helpers are in .dev/. Ctrl-C stops everything.
+
+MSG
+PATH="$PWD/$(dirname "$CARGO_LAMBDA"):$PATH" "$CARGO_LAMBDA" lambda watch -A 127.0.0.1 -P "$INVOKE_PORT" --env-file .dev/function.env

@@ -42,6 +42,9 @@ pub enum Invocation {
 pub struct HttpEvent {
     pub shape: HttpShape,
     pub request: LambdaRequest,
+    /// Why the event's URL or body could not be read, if so. The offending
+    /// fields have been neutralised, and the request must be answered `400`.
+    pub malformed: Option<&'static str>,
 }
 
 /// The payload is none of the supported events.
@@ -89,7 +92,14 @@ pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
     }
 
     let context = object.get("requestContext");
-    let http = |shape, request| Ok(Invocation::Http(Box::new(HttpEvent { shape, request })));
+    let http = |shape, mut request| {
+        let malformed = neutralise(&mut request);
+        Ok(Invocation::Http(Box::new(HttpEvent {
+            shape,
+            request,
+            malformed,
+        })))
+    };
     if context.and_then(|c| c.get("elb")).is_some() {
         return http(
             HttpShape::Alb,
@@ -119,6 +129,126 @@ pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
     Err(unknown(
         "no Records, requestContext.elb, version 2.0 requestContext.http or httpMethod",
     ))
+}
+
+/// `lambda_http` builds the request URI from the Host header (or the domain
+/// name), `x-forwarded-proto`, the stage and the path, and decodes base64
+/// bodies, panicking when any of them is malformed. API Gateway, ALB and
+/// Function URLs never send such events, but a direct invoke can; so the same
+/// construction is checked here first, and a malformed event is reduced to a
+/// harmless one (no host, path `/`, no query, no body) and flagged.
+fn neutralise(request: &mut LambdaRequest) -> Option<&'static str> {
+    use lambda_http::http::header::HOST;
+    match request {
+        LambdaRequest::ApiGatewayV1(r) => {
+            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
+            let host = host.or(r.request_context.domain_name.as_deref());
+            let path = with_stage(r.request_context.stage.as_deref(), r.path.as_deref());
+            let reason = check(
+                &r.headers,
+                host,
+                &path,
+                None,
+                r.body.as_deref(),
+                r.is_base64_encoded,
+            );
+            if reason.is_some() {
+                r.headers.remove(HOST);
+                r.request_context.domain_name = None;
+                r.path = Some("/".to_owned());
+                r.body = None;
+            }
+            reason
+        }
+        LambdaRequest::ApiGatewayV2(r) => {
+            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
+            let host = host.or(r.request_context.domain_name.as_deref());
+            let path = with_stage(r.request_context.stage.as_deref(), r.raw_path.as_deref());
+            let query = r.raw_query_string.as_deref();
+            let reason = check(
+                &r.headers,
+                host,
+                &path,
+                query,
+                r.body.as_deref(),
+                r.is_base64_encoded,
+            );
+            if reason.is_some() {
+                r.headers.remove(HOST);
+                r.request_context.domain_name = None;
+                r.raw_path = Some("/".to_owned());
+                r.raw_query_string = None;
+                r.body = None;
+            }
+            reason
+        }
+        LambdaRequest::Alb(r) => {
+            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
+            let path = r.path.clone().unwrap_or_default();
+            let reason = check(
+                &r.headers,
+                host,
+                &path,
+                None,
+                r.body.as_deref(),
+                r.is_base64_encoded,
+            );
+            if reason.is_some() {
+                r.headers.remove(HOST);
+                r.path = Some("/".to_owned());
+                r.body = None;
+            }
+            reason
+        }
+        _ => None,
+    }
+}
+
+fn with_stage(stage: Option<&str>, path: Option<&str>) -> String {
+    let path = path.unwrap_or_default();
+    match stage {
+        Some(stage) if stage != "$default" && !path.starts_with(&format!("/{stage}/")) => {
+            format!("/{stage}{path}")
+        }
+        _ => path.to_owned(),
+    }
+}
+
+fn check(
+    headers: &lambda_http::http::HeaderMap,
+    host: Option<&str>,
+    path: &str,
+    raw_query: Option<&str>,
+    body: Option<&str>,
+    base64: bool,
+) -> Option<&'static str> {
+    use base64::Engine;
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|s| s.to_str().ok())
+        .unwrap_or("https");
+    let url = match host {
+        None => format!("http://localhost{path}"),
+        Some(host) => format!("{scheme}://{host}{path}"),
+    };
+    let Ok(url) = url::Url::parse(&url) else {
+        return Some("the request's host, scheme or path is not a valid URL");
+    };
+    let mut uri = if host.is_some() {
+        url.to_string()
+    } else {
+        url.path().to_owned()
+    };
+    if let Some(query) = raw_query.filter(|q| !q.is_empty()) {
+        uri.push('?');
+        uri.push_str(query);
+    }
+    if uri.parse::<lambda_http::http::Uri>().is_err() {
+        return Some("the request's URL is not a valid URI");
+    }
+    let bad_base64 = base64
+        && body.is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err());
+    bad_base64.then_some("the body is marked base64-encoded but is not valid base64")
 }
 
 #[cfg(test)]

@@ -33,8 +33,13 @@ pub async fn handle_event(
     event: Box<HttpEvent>,
     context: Context,
 ) -> Result<Value, serde_json::Error> {
+    let malformed = event.malformed;
     let service = lambda_http::service_fn(|request: Request| async move {
-        Ok::<_, Infallible>(respond(app, request).await)
+        let response = match malformed {
+            Some(reason) => refuse(Failure::Malformed { reason }, &request),
+            None => respond(app, request).await,
+        };
+        Ok::<_, Infallible>(response)
     });
     let mut adapter = lambda_http::Adapter::from(service);
     let response = match adapter.call(LambdaEvent::new(event.request, context)).await {
@@ -85,6 +90,7 @@ enum Failure {
     PayloadTooLarge,
     UnsupportedMediaType { found: String },
     IdempotencyKeyInvalid,
+    Malformed { reason: &'static str },
     Onboard(OnboardError),
 }
 
@@ -101,7 +107,7 @@ impl Failure {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+            Self::IdempotencyKeyInvalid | Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::Onboard(err) => match err.class() {
                 ErrorClass::Invalid => StatusCode::BAD_REQUEST,
                 ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -123,6 +129,7 @@ impl Failure {
             Self::PayloadTooLarge => "PayloadTooLarge",
             Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             Self::IdempotencyKeyInvalid => "IdempotencyKeyInvalid",
+            Self::Malformed { .. } => "MalformedRequest",
             Self::Onboard(err) => err.code(),
         }
     }
@@ -138,6 +145,7 @@ impl Failure {
             Self::IdempotencyKeyInvalid => format!(
                 "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             ),
+            Self::Malformed { reason } => (*reason).to_owned(),
             Self::Onboard(err) => err.to_string(),
         }
     }
@@ -180,9 +188,8 @@ fn problem(failure: &Failure, request_id: &str) -> Response<Body> {
 }
 
 async fn respond(app: &App, request: Request) -> Response<Body> {
-    let context = request.lambda_context_ref();
-    let request_id = context.map(|c| c.request_id.clone()).unwrap_or_default();
-    let deadline = context
+    let deadline = request
+        .lambda_context_ref()
         .map(Context::deadline)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let route = route(request.uri().path(), stage(&request));
@@ -202,21 +209,27 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
             );
             response
         }
-        Err(failure) => {
-            let status = failure.status();
-            if status.is_server_error() {
-                tracing::warn!(?route, status = status.as_u16(), code = failure.code(), detail = %failure.detail(), "request failed");
-            } else {
-                tracing::info!(
-                    ?route,
-                    status = status.as_u16(),
-                    code = failure.code(),
-                    "request refused"
-                );
-            }
-            problem(&failure, &request_id)
-        }
+        Err(failure) => refuse(failure, &request),
     }
+}
+
+/// Logs a failure and answers it with problem+json.
+fn refuse(failure: Failure, request: &Request) -> Response<Body> {
+    let status = failure.status();
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), code = failure.code(), detail = %failure.detail(), "request failed");
+    } else {
+        tracing::info!(
+            status = status.as_u16(),
+            code = failure.code(),
+            "request refused"
+        );
+    }
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.as_str())
+        .unwrap_or_default();
+    problem(&failure, request_id)
 }
 
 fn form() -> Response<Body> {

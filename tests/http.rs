@@ -31,12 +31,14 @@ fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
+/// A response header, from `headers` or (REST v1, ALB) `multiValueHeaders`.
 fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
-    let headers = response["headers"].as_object()?;
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str())
+    let find = |member: &str| {
+        let headers = response[member].as_object()?;
+        let (_, value) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        value.as_str().or_else(|| value[0].as_str())
+    };
+    find("headers").or_else(|| find("multiValueHeaders"))
 }
 
 /// Asserts a problem+json response with `status` and `code`; returns its body.
@@ -87,7 +89,8 @@ async fn every_event_shape_creates_an_account_and_answers_in_its_shape() {
         );
         match shape {
             "alb" => assert_eq!(response["statusDescription"], json!("201 Created")),
-            "v1" => assert!(response.get("multiValueHeaders").is_some()),
+            // REST v1 answers with multiValueHeaders only.
+            "v1" => assert!(response["multiValueHeaders"]["location"].is_array()),
             _ => assert!(
                 response.get("cookies").is_some(),
                 "{shape}: v2 response shape"
@@ -303,4 +306,23 @@ async fn without_a_table_the_idempotency_key_is_ignored() {
     assert_eq!(world.invoke(event.clone()).await["statusCode"], json!(201));
     assert_eq!(world.invoke(event).await["statusCode"], json!(201));
     assert_eq!(world.account_names().len(), 2);
+}
+
+#[tokio::test]
+async fn events_lambda_http_would_panic_on_are_answered_400() {
+    let world = World::new().await;
+    let mut bad_host = post(r#"{"Name":"Acme"}"#, Some("application/json"));
+    bad_host["headers"]["host"] = json!("exa mple.com");
+    let mut bad_query = post(r#"{"Name":"Acme"}"#, Some("application/json"));
+    bad_query["rawQueryString"] = json!("a=\"quoted\" value");
+    let mut bad_base64 = event!("alb-post-accounts.json");
+    bad_base64["isBase64Encoded"] = json!(true);
+    bad_base64["body"] = json!("not base64!");
+    let mut bad_scheme = event!("apigw-v1-post-accounts.json");
+    bad_scheme["headers"]["X-Forwarded-Proto"] = json!("ht tp");
+    for event in [bad_host, bad_query, bad_base64, bad_scheme] {
+        let response = world.invoke(event).await;
+        assert_problem(&response, 400, "MalformedRequest");
+    }
+    assert!(world.account_names().is_empty());
 }

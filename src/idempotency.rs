@@ -346,3 +346,98 @@ impl IdempotencyStore for DynamoDbStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fakes::{account, FakeChime, FakeStore};
+    use crate::onboard::ChimeErrorKind;
+
+    fn window() -> Window {
+        let now = SystemTime::now();
+        Window {
+            now,
+            deadline: now + Duration::from_secs(30),
+            ttl: Duration::from_secs(3600),
+        }
+    }
+
+    fn name(n: &str) -> AccountName {
+        AccountName::parse(n).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_repeat_returns_the_first_account_and_a_mismatch_is_refused() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        let first = create_once(&store, &chime, "k", &name("Acme"), window()).await;
+        let again = create_once(&store, &chime, "k", &name("Acme"), window()).await;
+        assert_eq!(first, again);
+        assert_eq!(chime.names(), ["Acme"]);
+        let other = create_once(&store, &chime, "k", &name("Other"), window()).await;
+        assert_eq!(other, Err(OnboardError::IdempotencyKeyReused));
+    }
+
+    #[tokio::test]
+    async fn a_live_holder_blocks_and_a_failure_releases_the_key() {
+        let (store, chime) = (Arc::new(FakeStore::default()), FakeChime::default());
+        chime.fail_next([OnboardError::Chime {
+            kind: ChimeErrorKind::Unavailable,
+            message: String::new(),
+        }]);
+        let failed = create_once(store.as_ref(), &chime, "k", &name("Acme"), window()).await;
+        assert!(failed.is_err());
+        assert!(store.get("k").await.ok().flatten().is_none(), "released");
+
+        let mut held = Record {
+            key: "h".into(),
+            status: RecordStatus::InProgress,
+            fingerprint: "Acme".into(),
+            expiration: millis(SystemTime::now()) / 1000 + 3600,
+            in_progress_expiration: millis(SystemTime::now()) + 60_000,
+            started_at: 1,
+            account: None,
+        };
+        let _ = store.put(&held, None).await;
+        let busy = create_once(store.as_ref(), &chime, "h", &name("Acme"), window()).await;
+        assert_eq!(busy, Err(OnboardError::IdempotencyInProgress));
+
+        // Once the holder is presumed dead, the key is taken over.
+        held.in_progress_expiration = 1;
+        let _ = store.complete(&held).await;
+        let taken = create_once(store.as_ref(), &chime, "h", &name("Acme"), window()).await;
+        assert!(taken.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_takeover_adopts_what_the_dead_holder_created() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        let started = millis(SystemTime::now()) - 5_000;
+        let recent = DateTime::from_millis(started as i64 + 1_000)
+            .fmt(Format::DateTime)
+            .unwrap_or_default();
+        // An old account of the same name, and the one the dead holder created.
+        chime
+            .accounts
+            .lock()
+            .map(|mut a| {
+                a.push(account("old", "Acme", "2020-01-01T00:00:00Z"));
+                a.push(account("new", "Acme", &recent));
+            })
+            .unwrap_or_default();
+        let dead = Record {
+            key: "k".into(),
+            status: RecordStatus::InProgress,
+            fingerprint: "Acme".into(),
+            expiration: started / 1000 + 3600,
+            in_progress_expiration: started + 1_000,
+            started_at: started,
+            account: None,
+        };
+        let _ = store.put(&dead, None).await;
+        let adopted = create_once(&store, &chime, "k", &name("Acme"), window()).await;
+        assert_eq!(adopted.map(|a| a.account_id), Ok("new".to_owned()));
+        assert_eq!(chime.names().len(), 2, "nothing new created");
+    }
+}

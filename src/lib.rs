@@ -25,5 +25,8 @@ pub mod onboard;
 pub mod reply;
 pub mod sqs;
 
+#[cfg(test)]
+mod fakes;
+
 pub use app::{handle, App};
 pub use config::Config;

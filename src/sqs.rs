@@ -255,3 +255,145 @@ async fn process_message(
         Ok(()) => Outcome::Done(status),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::fakes::{app, FakeChime, FakeReplies, FakeStore};
+    use crate::onboard::{ChimeErrorKind, OnboardError};
+
+    fn throttled() -> OnboardError {
+        OnboardError::Chime {
+            kind: ChimeErrorKind::Throttled,
+            message: "slow down".into(),
+        }
+    }
+
+    fn batch(messages: &[(&str, &str, Option<&str>, u32)], fifo: bool) -> SqsEvent {
+        let arn = if fifo {
+            "arn:aws:sqs:us-east-1:1:q.fifo"
+        } else {
+            "arn:aws:sqs:us-east-1:1:q"
+        };
+        let records: Vec<_> = messages
+            .iter()
+            .map(|(id, name, group, receive_count)| {
+                let mut attributes = json!({"ApproximateReceiveCount": receive_count.to_string()});
+                if let Some(group) = group {
+                    attributes["MessageGroupId"] = json!(group);
+                }
+                json!({
+                    "messageId": id, "body": json!({"Name": name, "RequestId": id}).to_string(),
+                    "attributes": attributes, "messageAttributes": {},
+                    "eventSource": "aws:sqs", "eventSourceARN": arn,
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
+    }
+
+    fn failed(response: &SqsBatchResponse) -> Vec<&str> {
+        let mut ids: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn run(app: &App, event: SqsEvent) -> SqsBatchResponse {
+        handle_batch(app, event, &Context::default())
+            .await
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded_by_max_concurrency() {
+        let chime = Arc::new(FakeChime {
+            delay: Some(Duration::from_millis(20)),
+            ..FakeChime::default()
+        });
+        let replies = Arc::new(FakeReplies::default());
+        let config = Config {
+            max_concurrency: 3,
+            ..Config::default()
+        };
+        let app = app(chime.clone(), replies.clone(), None, config);
+        let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let messages: Vec<_> = names
+            .iter()
+            .map(|n| (n.as_str(), n.as_str(), None, 1))
+            .collect();
+        let response = run(&app, batch(&messages, false)).await;
+        assert!(failed(&response).is_empty());
+        assert_eq!(chime.names().len(), 10);
+        assert_eq!(chime.max_in_flight.load(Ordering::SeqCst), 3);
+        assert_eq!(replies.statuses().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_transient_error_replies_failed_only_on_the_last_attempt() {
+        let chime = Arc::new(FakeChime::default());
+        let replies = Arc::new(FakeReplies::default());
+        let app = app(chime.clone(), replies.clone(), None, Config::default());
+        chime.fail_next([throttled(), throttled()]);
+        let response = run(
+            &app,
+            batch(&[("a", "A", None, 4), ("b", "B", None, 5)], false),
+        )
+        .await;
+        assert_eq!(failed(&response), ["a", "b"]);
+        assert_eq!(replies.statuses(), [("b".to_owned(), "Failed")]);
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_cannot_be_sent_is_retried() {
+        let chime = Arc::new(FakeChime::default());
+        let replies = Arc::new(FakeReplies {
+            fail: true,
+            ..FakeReplies::default()
+        });
+        let store = Arc::new(FakeStore::default());
+        let app = app(chime.clone(), replies, Some(store), Config::default());
+        let event = || batch(&[("a", "A", None, 1)], false);
+        assert_eq!(failed(&run(&app, event()).await), ["a"]);
+        // The retry finds the completed record: the reply is retried, not the create.
+        assert_eq!(failed(&run(&app, event()).await), ["a"]);
+        assert_eq!(chime.names(), ["A"]);
+    }
+
+    #[tokio::test]
+    async fn fifo_groups_stop_at_their_first_failure() {
+        let chime = Arc::new(FakeChime::default());
+        let replies = Arc::new(FakeReplies::default());
+        let config = Config {
+            max_concurrency: 1,
+            ..Config::default()
+        };
+        let app = app(chime.clone(), replies.clone(), None, config);
+        chime.fail_next([throttled()]);
+        let event = batch(
+            &[
+                ("a1", "A1", Some("a"), 1),
+                ("a2", "A2", Some("a"), 1),
+                ("b1", "B1", Some("b"), 1),
+                ("a3", "A3", Some("a"), 1),
+            ],
+            true,
+        );
+        let response = run(&app, event).await;
+        assert_eq!(failed(&response), ["a1", "a2", "a3"]);
+        assert_eq!(chime.names(), ["B1"]);
+        let sent = replies.sent.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0.fifo_group, "b");
+    }
+}

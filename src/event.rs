@@ -139,69 +139,50 @@ pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
 /// harmless one (no host, path `/`, no query, no body) and flagged.
 fn neutralise(request: &mut LambdaRequest) -> Option<&'static str> {
     use lambda_http::http::header::HOST;
-    match request {
-        LambdaRequest::ApiGatewayV1(r) => {
-            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
-            let host = host.or(r.request_context.domain_name.as_deref());
-            let path = with_stage(r.request_context.stage.as_deref(), r.path.as_deref());
-            let reason = check(
-                &r.headers,
-                host,
-                &path,
-                None,
-                r.body.as_deref(),
-                r.is_base64_encoded,
-            );
-            if reason.is_some() {
-                r.headers.remove(HOST);
-                r.request_context.domain_name = None;
-                r.path = Some("/".to_owned());
-                r.body = None;
-            }
-            reason
-        }
-        LambdaRequest::ApiGatewayV2(r) => {
-            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
-            let host = host.or(r.request_context.domain_name.as_deref());
-            let path = with_stage(r.request_context.stage.as_deref(), r.raw_path.as_deref());
-            let query = r.raw_query_string.as_deref();
-            let reason = check(
-                &r.headers,
-                host,
-                &path,
-                query,
-                r.body.as_deref(),
-                r.is_base64_encoded,
-            );
-            if reason.is_some() {
-                r.headers.remove(HOST);
-                r.request_context.domain_name = None;
-                r.raw_path = Some("/".to_owned());
-                r.raw_query_string = None;
-                r.body = None;
-            }
-            reason
-        }
-        LambdaRequest::Alb(r) => {
-            let host = r.headers.get(HOST).and_then(|h| h.to_str().ok());
-            let path = r.path.clone().unwrap_or_default();
-            let reason = check(
-                &r.headers,
-                host,
-                &path,
-                None,
-                r.body.as_deref(),
-                r.is_base64_encoded,
-            );
-            if reason.is_some() {
-                r.headers.remove(HOST);
-                r.path = Some("/".to_owned());
-                r.body = None;
-            }
-            reason
-        }
+    let reason = match request {
+        LambdaRequest::ApiGatewayV1(r) => check(
+            &r.headers,
+            r.request_context.domain_name.as_deref(),
+            &with_stage(r.request_context.stage.as_deref(), r.path.as_deref()),
+            None,
+            (r.body.as_deref(), r.is_base64_encoded),
+        ),
+        LambdaRequest::ApiGatewayV2(r) => check(
+            &r.headers,
+            r.request_context.domain_name.as_deref(),
+            &with_stage(r.request_context.stage.as_deref(), r.raw_path.as_deref()),
+            r.raw_query_string.as_deref(),
+            (r.body.as_deref(), r.is_base64_encoded),
+        ),
+        LambdaRequest::Alb(r) => check(
+            &r.headers,
+            None,
+            r.path.as_deref().unwrap_or_default(),
+            None,
+            (r.body.as_deref(), r.is_base64_encoded),
+        ),
         _ => None,
+    };
+    if reason.is_some() {
+        let root = Some("/".to_owned());
+        match request {
+            LambdaRequest::ApiGatewayV1(r) => {
+                (r.path, r.body, r.request_context.domain_name) = (root, None, None);
+                r.headers.remove(HOST);
+            }
+            LambdaRequest::ApiGatewayV2(r) => {
+                (r.raw_path, r.body, r.request_context.domain_name) = (root, None, None);
+                r.raw_query_string = None;
+                r.headers.remove(HOST);
+            }
+            LambdaRequest::Alb(r) => {
+                (r.path, r.body) = (root, None);
+                r.headers.remove(HOST);
+            }
+            _ => {}
+        }
     }
+    reason
 }
 
 fn with_stage(stage: Option<&str>, path: Option<&str>) -> String {
@@ -214,15 +195,20 @@ fn with_stage(stage: Option<&str>, path: Option<&str>) -> String {
     }
 }
 
+/// Replays `lambda_http`'s URI construction; the host is the Host header, else
+/// `domain_name`.
 fn check(
     headers: &lambda_http::http::HeaderMap,
-    host: Option<&str>,
+    domain_name: Option<&str>,
     path: &str,
     raw_query: Option<&str>,
-    body: Option<&str>,
-    base64: bool,
+    (body, base64): (Option<&str>, bool),
 ) -> Option<&'static str> {
     use base64::Engine;
+    let host = headers
+        .get(lambda_http::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(domain_name);
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|s| s.to_str().ok())

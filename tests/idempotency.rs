@@ -163,3 +163,12 @@ async fn an_sqs_redelivery_of_a_completed_request_only_resends_the_reply() {
     );
     assert_eq!(world.chime.accounts().len(), 3, "no duplicate account");
 }
+
+#[tokio::test]
+async fn a_malformed_key_is_refused_when_keys_are_used() {
+    let world = world().await;
+    let response = world.invoke(post("Acme", &"k".repeat(300))).await;
+    assert_eq!(response["statusCode"], json!(400), "{response}");
+    assert_eq!(body(&response)["code"], json!("IdempotencyKeyInvalid"));
+    assert!(world.account_names().is_empty());
+}

@@ -2,6 +2,7 @@
 #   make test-deploy   cfn-lint + sam validate --lint + policy rules and their tests (no AWS account, no network)
 #   make package       release arm64 build -> target/lambda/chime-onboard/bootstrap.zip (cargo-lambda, zig)
 #   make sam-build     sam build (BuildMethod rust-cargolambda, no Docker) -> .aws-sam/build
+#   make smoke-arm64   run that arm64 bootstrap under qemu-user with the template's environment
 #
 # Tools live in their own venv (.venv-deploy), apart from .venv (moto), so SAM CLI's
 # pins never fight moto's. It is rebuilt only when requirements-deploy.txt changes.
@@ -17,7 +18,7 @@ DEPLOY_ENV := PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" AWS_DEFAULT_REGION=us-e
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 LAMBDA_ZIP := target/lambda/chime-onboard/bootstrap.zip
 
-.PHONY: deploy-venv test-deploy package sam-build rust-target-arm64
+.PHONY: deploy-venv test-deploy package sam-build smoke-arm64 rust-target-arm64
 
 $(DEPLOY_STAMP): requirements-deploy.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
@@ -42,3 +43,11 @@ package: $(DEPLOY_STAMP) rust-target-arm64
 
 sam-build: $(DEPLOY_STAMP) rust-target-arm64
 	$(DEPLOY_ENV) sam build --template template.yaml
+
+# Starts the built bootstrap as Lambda would (template environment, loopback Runtime
+# API, every AWS endpoint on a closed loopback port) and checks three invocations.
+# An arm64 binary runs under qemu-user; installed once from Debian's packages.
+smoke-arm64: sam-build
+	@command -v qemu-aarch64 >/dev/null && test -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user libc6-arm64-cross; }
+	$(DEPLOY_ENV) python policy/smoke_bootstrap.py .aws-sam/build/OnboardFunction/bootstrap

@@ -244,15 +244,26 @@ impl Emulator {
     }
 
     pub(crate) fn record(&self, operation: &'static str, outcome: &str) {
+        fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+            // Look up before inserting: no allocation on the hot path.
+            match counts.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(key.to_owned(), 1);
+                }
+            }
+        }
         let mut stats = lock(&self.inner.stats);
         stats.total += 1;
-        *stats
-            .by_operation
-            .entry(operation.to_owned())
-            .or_default()
-            .entry(outcome.to_owned())
-            .or_default() += 1;
-        *stats.by_outcome.entry(outcome.to_owned()).or_default() += 1;
+        if !stats.by_operation.contains_key(operation) {
+            stats
+                .by_operation
+                .insert(operation.to_owned(), BTreeMap::new());
+        }
+        if let Some(per_op) = stats.by_operation.get_mut(operation) {
+            bump(per_op, outcome);
+        }
+        bump(&mut stats.by_outcome, outcome);
     }
 
     /// Writes the accounts to the state file if they changed since the last save.

@@ -93,7 +93,7 @@ def test_template_facts_the_design_relies_on(template):
     assert template["Resources"]["OnboardFunction"]["Metadata"]["BuildMethod"] == "rust-cargolambda"
     assert 128 <= template["Parameters"]["FunctionMemoryMB"]["Default"] <= 256
     env = f["Environment"]["Variables"]
-    for name in ("REPLY_QUEUE_URL", "ALLOWED_REPLY_QUEUES", "IDEMPOTENCY_TABLE", "MAX_CONCURRENCY",
+    for name in ("REPLY_QUEUE_URL", "ALLOWED_REPLY_QUEUES", "IDEMPOTENCY_TABLE", "IDEMPOTENCY_TTL_SECONDS", "MAX_CONCURRENCY",
                  "MAX_RECEIVE_COUNT", "CHIME_TIMEOUT_MS"):
         assert name in env, name
     assert f["LoggingConfig"]["LogFormat"] == "JSON"

@@ -250,8 +250,11 @@ async fn serve(listener: TcpListener, emulator: Emulator, mut stopped: watch::Re
         });
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
+            // No header-read timeout: an idle keep-alive connection stays open until the
+            // client closes it, so a pooled SDK connection is never closed under it.
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(None)
                 .serve_connection(io, service);
             tokio::select! {
                 _ = connection => {}

@@ -484,6 +484,14 @@ mod auth {
             .await
             .unwrap();
         assert!(listed.accounts().is_empty());
+        // The path is signed double-encoded, as the SDK does for non-S3 services.
+        let err = good
+            .get_account()
+            .account_id("no such/id é%")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.into_service_error().is_not_found_exception());
 
         let wrong_secret = client_with(&url, "AKIDCHIMELOCAL", "wrong");
         let err = wrong_secret

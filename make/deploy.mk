@@ -12,9 +12,12 @@ DEPLOY_VENV := .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.stamp
 # Every deploy tool runs with the venv first on PATH (cargo finds `cargo-lambda`
 # there, cargo-lambda finds zig in the venv's ziglang), in us-east-1, without
-# telemetry and without reaching for instance credentials.
+# telemetry and without reaching for instance credentials. SAM CLI keeps its state
+# in the venv (not ~/.aws-sam); the stamp seeds it so SAM skips its weekly
+# "newer version?" request: the checks make no network call at all.
+SAM_APP_DIR := $(CURDIR)/$(DEPLOY_VENV)/sam-cli
 DEPLOY_ENV := PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 \
-	SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
+	SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true __SAM_CLI_APP_DIR="$(SAM_APP_DIR)"
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 LAMBDA_ZIP := target/lambda/chime-onboard/bootstrap.zip
 
@@ -24,6 +27,8 @@ $(DEPLOY_STAMP): requirements-deploy.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip
 	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	mkdir -p $(SAM_APP_DIR)
+	echo '{"telemetryEnabled": false, "lastVersionCheck": 4102444800.0}' > $(SAM_APP_DIR)/metadata.json
 	touch $@
 deploy-venv: $(DEPLOY_STAMP)
 

@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: help venv test test-rust test-python lint dev
 help:
-	@grep -E '^#   make' Makefile | sed 's/^#   //'
+	@grep -hE '^#   make' Makefile make/*.mk | sed 's/^#   //'
 
 # The venv is rebuilt only when requirements-dev.txt changes.
 $(VENV_STAMP): requirements-dev.txt

@@ -6,7 +6,7 @@
 //! returns `Err` only for a payload it cannot classify.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -17,6 +17,9 @@ use crate::event::{classify, Invocation, UnknownEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
 use crate::onboard::{self, Account, AccountName, OnboardError};
 use crate::reply::ReplySender;
+
+/// Operation timeout (SDK retries included) for SQS and DynamoDB calls.
+pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything an invocation needs, created once per execution environment.
 #[derive(Clone)]
@@ -35,29 +38,40 @@ impl App {
         let dynamodb = config
             .idempotency_table
             .is_some()
-            .then(|| aws_sdk_dynamodb::Client::new(sdk));
+            .then(|| aws_sdk_dynamodb::config::Builder::from(sdk));
         Self::new(
             config,
             aws_sdk_chime::config::Builder::from(sdk),
-            aws_sdk_sqs::Client::new(sdk),
+            aws_sdk_sqs::config::Builder::from(sdk),
             dynamodb,
         )
     }
 
-    /// Builds the state from per-service clients (tests point each at its own
-    /// emulator). The Chime client gets `CHIME_TIMEOUT_MS` as its operation timeout.
+    /// Builds the state from per-service client configurations (tests point
+    /// each at its own emulator). Every client gets an operation timeout, SDK
+    /// retries included: `CHIME_TIMEOUT_MS` for Chime, [`AWS_CALL_TIMEOUT`] for
+    /// the reply queue and the table, so the function's timeout bounds a message.
     pub fn new(
         config: Config,
         chime: aws_sdk_chime::config::Builder,
-        sqs: aws_sdk_sqs::Client,
-        dynamodb: Option<aws_sdk_dynamodb::Client>,
+        sqs: aws_sdk_sqs::config::Builder,
+        dynamodb: Option<aws_sdk_dynamodb::config::Builder>,
     ) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_timeout(config.chime_timeout)
-            .build();
-        let chime = aws_sdk_chime::Client::from_conf(chime.timeout_config(timeouts).build());
+        let timeout = |limit| {
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(limit)
+                .build()
+        };
+        let chime = aws_sdk_chime::Client::from_conf(
+            chime.timeout_config(timeout(config.chime_timeout)).build(),
+        );
+        let sqs =
+            aws_sdk_sqs::Client::from_conf(sqs.timeout_config(timeout(AWS_CALL_TIMEOUT)).build());
         let idempotency = match (&config.idempotency_table, dynamodb) {
-            (Some(table), Some(client)) => {
+            (Some(table), Some(builder)) => {
+                let client = aws_sdk_dynamodb::Client::from_conf(
+                    builder.timeout_config(timeout(AWS_CALL_TIMEOUT)).build(),
+                );
                 Some(Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>)
             }
             _ => None,

@@ -81,24 +81,28 @@ fn retry() -> RetryConfig {
         .with_initial_backoff(Duration::from_millis(5))
 }
 
-pub fn sqs_client() -> aws_sdk_sqs::Client {
-    let conf = aws_sdk_sqs::Config::builder()
+fn sqs_config() -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(credentials())
         .endpoint_url(moto_url())
-        .build();
-    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(moto_url())
+}
+
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(sqs_config().build())
 }
 
 pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .endpoint_url(moto_url())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
+    aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build())
 }
 
 fn chime_builder(url: &str) -> aws_sdk_chime::config::Builder {
@@ -193,9 +197,8 @@ impl World {
             .expect("spawn chime-local");
         let sqs = sqs_client();
         let reply_queue = create_queue(&sqs, options.fifo_replies).await;
-        let dynamodb = dynamodb_client();
         let table = if options.idempotency {
-            Some(create_table(&dynamodb).await)
+            Some(create_table(&dynamodb_client()).await)
         } else {
             None
         };
@@ -208,8 +211,8 @@ impl World {
         let app = App::new(
             config,
             chime_builder(&chime.url()),
-            sqs.clone(),
-            Some(dynamodb),
+            sqs_config(),
+            Some(dynamodb_config()),
         );
         Self {
             chime,

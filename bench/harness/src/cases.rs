@@ -123,6 +123,8 @@ fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Sub
         ("MAX_CONCURRENCY".to_string(), "10".to_string()),
         ("CHIME_TIMEOUT_MS".to_string(), "5000".to_string()),
     ];
+    let mut function_env = app_env.clone();
+    function_env.extend(args.function_env.iter().cloned());
     let python_dir = std::fs::canonicalize(&args.python_dir).unwrap_or(args.python_dir.clone());
     let mut python_env = app_env.clone();
     python_env.extend([
@@ -140,7 +142,7 @@ fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Sub
             program: args.function.clone(),
             args: vec![],
             cwd: None,
-            env: app_env,
+            env: function_env,
             log_dir: log_dir.clone(),
         },
         hello: Bootstrap {
@@ -255,9 +257,11 @@ pub async fn quick(args: &Args) -> Result<bool> {
     };
     let ok = r <= args.threshold;
     println!(
-        "bench-quick: init ratio vs hello world {r:.2}x over {} cold starts (limit {:.1}x): {}",
+        "bench-quick: init ratio vs hello world {r:.2}x over {} cold starts (limit {:.1}x; p50 {:.1} vs {:.1} ms, for information only): {}",
         args.cold_runs,
         args.threshold,
+        ours.init.p50().unwrap_or(0.0),
+        hello.init.p50().unwrap_or(0.0),
         if ok { "ok" } else { "REGRESSION" }
     );
     Ok(ok)
@@ -294,63 +298,64 @@ pub async fn full(args: &Args) -> Result<Results> {
     let mut top: BTreeMap<&'static str, Value> = BTreeMap::new();
     let mut details = serde_json::Map::new();
 
-    // 1. Cold init (latency 0), interleaved so drift hits all three alike.
-    chime.set_latency(0).await?;
-    eprintln!("bench: case 1, cold init x{}", args.cold_runs);
-    let (mut ours, mut hello, mut py) = (Cold::default(), Cold::default(), Cold::default());
-    cold_once(&s.function, None, None, &mut Cold::default()).await?;
-    cold_once(&s.hello, None, None, &mut Cold::default()).await?;
-    for _ in 0..args.cold_runs {
-        cold_once(
-            &s.function,
-            Some(apigw_v2_post_accounts()),
-            Some(201),
-            &mut ours,
-        )
-        .await?;
-        cold_once(
-            &s.hello,
-            Some(apigw_v2_post_accounts()),
-            Some(200),
-            &mut hello,
-        )
-        .await?;
-        if python {
+    if args.wants("cold") {
+        // 1. Cold init (latency 0), interleaved so drift hits all three alike.
+        chime.set_latency(0).await?;
+        eprintln!("bench: case 1, cold init x{}", args.cold_runs);
+        let (mut ours, mut hello, mut py) = (Cold::default(), Cold::default(), Cold::default());
+        cold_once(&s.function, None, None, &mut Cold::default()).await?;
+        cold_once(&s.hello, None, None, &mut Cold::default()).await?;
+        for _ in 0..args.cold_runs {
             cold_once(
-                &s.python,
+                &s.function,
                 Some(apigw_v2_post_accounts()),
                 Some(201),
-                &mut py,
+                &mut ours,
             )
             .await?;
+            cold_once(
+                &s.hello,
+                Some(apigw_v2_post_accounts()),
+                Some(200),
+                &mut hello,
+            )
+            .await?;
+            if python {
+                cold_once(
+                    &s.python,
+                    Some(apigw_v2_post_accounts()),
+                    Some(201),
+                    &mut py,
+                )
+                .await?;
+            }
         }
-    }
-    notes.extend(ours.failures.iter().take(3).cloned());
-    notes.extend(py.failures.iter().take(3).cloned());
-    top.insert("init_ms_p50", json!(round(ours.init.p50())));
-    top.insert("hello_init_ms_p50", json!(round(hello.init.p50())));
-    top.insert("python_init_ms_p50", json!(round(py.init.p50())));
-    top.insert(
-        "init_ratio_vs_hello",
-        json!(ratio(ours.init.p50(), hello.init.p50())),
-    );
-    top.insert(
-        "python_init_ratio",
-        json!(ratio(py.init.p50(), ours.init.p50())),
-    );
-    top.insert(
-        "first_response_ms_p50",
-        json!(round(ours.first_response.p50())),
-    );
-    top.insert(
-        "hello_first_response_ms_p50",
-        json!(round(hello.first_response.p50())),
-    );
-    top.insert(
-        "python_first_response_ms_p50",
-        json!(round(py.first_response.p50())),
-    );
-    details.insert(
+        notes.extend(ours.failures.iter().take(3).cloned());
+        notes.extend(py.failures.iter().take(3).cloned());
+        top.insert("init_ms_p50", json!(round(ours.init.p50())));
+        top.insert("hello_init_ms_p50", json!(round(hello.init.p50())));
+        top.insert("python_init_ms_p50", json!(round(py.init.p50())));
+        top.insert(
+            "init_ratio_vs_hello",
+            json!(ratio(ours.init.p50(), hello.init.p50())),
+        );
+        top.insert(
+            "python_init_ratio",
+            json!(ratio(py.init.p50(), ours.init.p50())),
+        );
+        top.insert(
+            "first_response_ms_p50",
+            json!(round(ours.first_response.p50())),
+        );
+        top.insert(
+            "hello_first_response_ms_p50",
+            json!(round(hello.first_response.p50())),
+        );
+        top.insert(
+            "python_first_response_ms_p50",
+            json!(round(py.first_response.p50())),
+        );
+        details.insert(
         "cold".into(),
         json!({
             "runs": args.cold_runs,
@@ -364,34 +369,35 @@ pub async fn full(args: &Args) -> Result<Results> {
             "failed_first_responses": { "chime-onboard": ours.failures.len(), "python": py.failures.len() },
         }),
     );
-    top.insert(
-        "hello_peak_rss_mb",
-        json!(hello
-            .rss_kib
-            .iter()
-            .max()
-            .map(|k| round(Some(*k as f64 / 1024.0)))),
-    );
-
-    // 2. Warm POST /accounts, latency 0, paired with a raw call to chime-local.
-    eprintln!("bench: case 2, warm x{}", args.warm);
-    let warm = warm_case(&s.function, &chime, args.warm, 50).await?;
-    top.insert("warm_overhead_ms_p50", json!(round(warm.overhead.p50())));
-    top.insert("warm_overhead_ms_p99", json!(round(warm.overhead.p99())));
-    let hello_warm = warm_case(&s.hello, &chime, args.warm, 50).await?;
-    let py_warm = if python {
-        Some(warm_case(&s.python, &chime, 200, 10).await?)
-    } else {
-        None
-    };
-    chime.set_latency(50).await?;
-    let warm50 = warm_case(&s.function, &chime, 100, 5).await?;
-    let py_warm50 = if python {
-        Some(warm_case(&s.python, &chime, 50, 5).await?)
-    } else {
-        None
-    };
-    details.insert(
+        top.insert(
+            "hello_peak_rss_mb",
+            json!(hello
+                .rss_kib
+                .iter()
+                .max()
+                .map(|k| round(Some(*k as f64 / 1024.0)))),
+        );
+    }
+    if args.wants("warm") {
+        // 2. Warm POST /accounts, latency 0, paired with a raw call to chime-local.
+        eprintln!("bench: case 2, warm x{}", args.warm);
+        let warm = warm_case(&s.function, &chime, args.warm, 50).await?;
+        top.insert("warm_overhead_ms_p50", json!(round(warm.overhead.p50())));
+        top.insert("warm_overhead_ms_p99", json!(round(warm.overhead.p99())));
+        let hello_warm = warm_case(&s.hello, &chime, args.warm, 50).await?;
+        let py_warm = if python {
+            Some(warm_case(&s.python, &chime, 200, 10).await?)
+        } else {
+            None
+        };
+        chime.set_latency(50).await?;
+        let warm50 = warm_case(&s.function, &chime, 100, 5).await?;
+        let py_warm50 = if python {
+            Some(warm_case(&s.python, &chime, 50, 5).await?)
+        } else {
+            None
+        };
+        details.insert(
         "warm".into(),
         json!({
             "method": "overhead_i = total_i - p50(raw): each invocation is preceded by the same CreateAccount sent raw (hyper, keep-alive, no SDK) to chime-local; its median is chime-local's time for the call including loopback. total = event delivered by `next` -> response body received.",
@@ -413,38 +419,39 @@ pub async fn full(args: &Args) -> Result<Results> {
             },
         }),
     );
-    top.insert("hello_warm_ms_p50", json!(round(hello_warm.total.p50())));
-    top.insert("warm50_total_ms_p50", json!(round(warm50.total.p50())));
-
-    // 3 + 4. SQS batch of 10 vs one message at 50 ms; peak RSS after it.
-    eprintln!("bench: case 3, SQS batches at 50 ms");
-    let batch = batch_case(&s.function, &sqs, 10).await?;
-    top.insert(
-        "batch10_ratio_vs_single",
-        json!(ratio(batch.batch.p50(), batch.single.p50())),
-    );
-    top.insert(
-        "peak_rss_mb",
-        json!(round(Some(batch.rss_kib as f64 / 1024.0))),
-    );
-    let py_batch = if python {
-        Some(batch_case(&s.python, &sqs, 4).await?)
-    } else {
-        None
-    };
-    top.insert(
-        "python_batch10_ratio",
-        json!(py_batch
-            .as_ref()
-            .and_then(|b| ratio(b.batch.p50(), b.single.p50()))),
-    );
-    top.insert(
-        "python_peak_rss_mb",
-        json!(py_batch
-            .as_ref()
-            .map(|b| round(Some(b.rss_kib as f64 / 1024.0)))),
-    );
-    details.insert(
+        top.insert("hello_warm_ms_p50", json!(round(hello_warm.total.p50())));
+        top.insert("warm50_total_ms_p50", json!(round(warm50.total.p50())));
+    }
+    if args.wants("sqs") {
+        // 3 + 4. SQS batch of 10 vs one message at 50 ms; peak RSS after it.
+        eprintln!("bench: case 3, SQS batches at 50 ms");
+        let batch = batch_case(&s.function, &sqs, 10).await?;
+        top.insert(
+            "batch10_ratio_vs_single",
+            json!(ratio(batch.batch.p50(), batch.single.p50())),
+        );
+        top.insert(
+            "peak_rss_mb",
+            json!(round(Some(batch.rss_kib as f64 / 1024.0))),
+        );
+        let py_batch = if python {
+            Some(batch_case(&s.python, &sqs, 4).await?)
+        } else {
+            None
+        };
+        top.insert(
+            "python_batch10_ratio",
+            json!(py_batch
+                .as_ref()
+                .and_then(|b| ratio(b.batch.p50(), b.single.p50()))),
+        );
+        top.insert(
+            "python_peak_rss_mb",
+            json!(py_batch
+                .as_ref()
+                .map(|b| round(Some(b.rss_kib as f64 / 1024.0)))),
+        );
+        details.insert(
         "sqs".into(),
         json!({
             "sqs_endpoint": "fake SendMessage endpoint in the harness (see fakes.rs): moto_server's per-call Python time would be counted as the function's",
@@ -459,13 +466,13 @@ pub async fn full(args: &Args) -> Result<Results> {
             "python_replies_created": py_batch.as_ref().map(|b| b.created),
         }),
     );
-    if batch.created != batch.expected {
-        notes.push(format!(
-            "chime-onboard sent {} Created replies for {} messages",
-            batch.created, batch.expected
-        ));
+        if batch.created != batch.expected {
+            notes.push(format!(
+                "chime-onboard sent {} Created replies for {} messages",
+                batch.created, batch.expected
+            ));
+        }
     }
-
     // 4. Package size.
     let zip = std::fs::metadata(&args.zip).ok().map(|m| m.len());
     if zip.is_none() {
@@ -476,42 +483,44 @@ pub async fn full(args: &Args) -> Result<Results> {
     }
     top.insert("zip_bytes", json!(zip));
 
-    // 5. TLS cold path: chime-local behind a TLS proxy, spawn -> first response.
-    eprintln!("bench: case 5, TLS cold path x{}", args.tls_runs);
-    chime.set_latency(0).await?;
-    let tls = tls_case(args, &s, &proxy, python).await?;
-    for (key, label) in [
-        ("tls_first_response_ms_p50", "chime-onboard"),
-        (
-            "tls_small_roots_first_response_ms_p50",
-            "chime-onboard/ca-only",
-        ),
-        ("hello_tls_first_response_ms_p50", "hello-tls"),
-        (
-            "hello_tls_small_roots_first_response_ms_p50",
-            "hello-tls/ca-only",
-        ),
-        ("python_tls_first_response_ms_p50", "python"),
-    ] {
-        top.insert(
-            key,
-            json!(tls.get(label).and_then(|c| round(c.first_response.p50()))),
-        );
+    if args.wants("tls") {
+        // 5. TLS cold path: chime-local behind a TLS proxy, spawn -> first response.
+        eprintln!("bench: case 5, TLS cold path x{}", args.tls_runs);
+        chime.set_latency(0).await?;
+        let tls = tls_case(args, &s, &proxy, python).await?;
+        for (key, label) in [
+            ("tls_first_response_ms_p50", "chime-onboard"),
+            (
+                "tls_small_roots_first_response_ms_p50",
+                "chime-onboard/ca-only",
+            ),
+            ("hello_tls_first_response_ms_p50", "hello-tls"),
+            (
+                "hello_tls_small_roots_first_response_ms_p50",
+                "hello-tls/ca-only",
+            ),
+            ("python_tls_first_response_ms_p50", "python"),
+        ] {
+            top.insert(
+                key,
+                json!(tls.get(label).and_then(|c| round(c.first_response.p50()))),
+            );
+        }
+        let mut tls_details = serde_json::Map::new();
+        for (label, c) in &tls {
+            tls_details.insert(
+                label.clone(),
+                json!({
+                    "init_ms": c.init.summary(),
+                    "first_invocation_ms": c.first_invoke.summary(),
+                    "spawn_to_first_response_ms": c.first_response.summary(),
+                    "failures": c.failures.iter().take(2).collect::<Vec<_>>(),
+                }),
+            );
+            notes.extend(c.failures.iter().take(1).cloned());
+        }
+        details.insert("tls".into(), Value::Object(tls_details));
     }
-    let mut tls_details = serde_json::Map::new();
-    for (label, c) in &tls {
-        tls_details.insert(
-            label.clone(),
-            json!({
-                "init_ms": c.init.summary(),
-                "first_invocation_ms": c.first_invoke.summary(),
-                "spawn_to_first_response_ms": c.first_response.summary(),
-                "failures": c.failures.iter().take(2).collect::<Vec<_>>(),
-            }),
-        );
-        notes.extend(c.failures.iter().take(1).cloned());
-    }
-    details.insert("tls".into(), Value::Object(tls_details));
     details.insert(
         "chime_local_stats".into(),
         chime.stats().await.unwrap_or(Value::Null),

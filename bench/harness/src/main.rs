@@ -35,7 +35,18 @@ pub struct Args {
     pub warm: usize,
     pub threshold: f64,
     pub skip_python: bool,
+    /// Extra environment for chime-onboard, as `KEY=value` (lever experiments).
+    pub function_env: Vec<(String, String)>,
     pub command: String,
+    /// Cases to run (`cold,warm,sqs,tls`); all when empty.
+    pub cases: Vec<String>,
+}
+
+impl Args {
+    /// Whether the run includes `case`.
+    pub fn wants(&self, case: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| c == case)
+    }
 }
 
 impl Args {
@@ -65,6 +76,8 @@ impl Args {
             warm: 1000,
             threshold: 3.0,
             skip_python: false,
+            function_env: Vec::new(),
+            cases: Vec::new(),
             command: "make bench".into(),
         };
         while let Some(key) = argv.next() {
@@ -85,6 +98,13 @@ impl Args {
                         .context("--hello-tls-variant wants label=path")?;
                     args.hello_tls_variants.push((label.into(), path.into()));
                 }
+                "--function-env" => {
+                    let (k, v) = value
+                        .split_once('=')
+                        .context("--function-env wants KEY=value")?;
+                    args.function_env.push((k.into(), v.into()));
+                }
+                "--cases" => args.cases = value.split(',').map(str::to_string).collect(),
                 "--chime-local" => args.chime_local = value.into(),
                 "--python" => args.python = value.into(),
                 "--python-dir" => args.python_dir = value.into(),

@@ -101,7 +101,9 @@ impl Session {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("open {}", log_path.display()))?;
-        let mut cmd = Command::new(&bootstrap.program);
+        // Absolute, not canonical: a venv's python must keep its own path.
+        let program = std::path::absolute(&bootstrap.program)?;
+        let mut cmd = Command::new(&program);
         cmd.args(&bootstrap.args)
             .env_clear()
             .envs(lambda_env(port))

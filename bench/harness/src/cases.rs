@@ -8,9 +8,12 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Debian's single-file bundle (what `SSL_CERT_FILE` points at for the one-file lever).
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const INIT_TIMEOUT: Duration = Duration::from_secs(15);
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -297,12 +300,40 @@ pub async fn full(args: &Args) -> Result<Results> {
     let mut notes: Vec<String> = Vec::new();
     let mut top: BTreeMap<&'static str, Value> = BTreeMap::new();
     let mut details = serde_json::Map::new();
+    let mut variant_summary = serde_json::Map::new();
 
     if args.wants("cold") {
         // 1. Cold init (latency 0), interleaved so drift hits all three alike.
         chime.set_latency(0).await?;
         eprintln!("bench: case 1, cold init x{}", args.cold_runs);
         let (mut ours, mut hello, mut py) = (Cold::default(), Cold::default(), Cold::default());
+        // Root-store levers, by configuration only: one bundle file (no
+        // directory scan), and a one-certificate store (as if a few pinned
+        // roots were compiled in).
+        let (mut ours_bundle, mut ours_small) = (Cold::default(), Cold::default());
+        let one_bundle = with_env(
+            &s.function,
+            "chime-onboard",
+            &[("SSL_CERT_FILE", SYSTEM_BUNDLE.to_string())],
+        );
+        let small = with_env(
+            &s.function,
+            "chime-onboard",
+            &[("SSL_CERT_FILE", proxy.trust.ca_only.display().to_string())],
+        );
+        // Other builds of the function (`--function-variant`), same environment.
+        let variants: Vec<(String, Bootstrap)> = args
+            .function_variants
+            .iter()
+            .filter(|(_, path)| path.exists())
+            .map(|(label, path)| {
+                let mut b = s.function.clone();
+                b.label = format!("chime-onboard-{label}");
+                b.program = path.clone();
+                (label.clone(), b)
+            })
+            .collect();
+        let mut variant_cold: BTreeMap<String, Cold> = BTreeMap::new();
         cold_once(&s.function, None, None, &mut Cold::default()).await?;
         cold_once(&s.hello, None, None, &mut Cold::default()).await?;
         for _ in 0..args.cold_runs {
@@ -329,7 +360,39 @@ pub async fn full(args: &Args) -> Result<Results> {
                 )
                 .await?;
             }
+            if Path::new(SYSTEM_BUNDLE).exists() {
+                cold_once(&one_bundle, None, None, &mut ours_bundle).await?;
+            }
+            cold_once(&small, None, None, &mut ours_small).await?;
+            for (label, b) in &variants {
+                let cold = variant_cold.entry(label.clone()).or_default();
+                cold_once(b, Some(apigw_v2_post_accounts()), Some(201), cold).await?;
+            }
         }
+        for (label, c) in &variant_cold {
+            notes.extend(c.failures.iter().take(1).cloned());
+            variant_summary.insert(
+                label.clone(),
+                json!({
+                    "init_ms": c.init.summary(),
+                    "init_ratio_vs_hello": ratio(c.init.p50(), hello.init.p50()),
+                    "spawn_to_first_response_ms": c.first_response.summary(),
+                    "peak_rss_kib_max_after_one_invocation": c.rss_kib.iter().max(),
+                }),
+            );
+        }
+        top.insert(
+            "init_one_bundle_file_ms_p50",
+            json!(round(ours_bundle.init.p50())),
+        );
+        top.insert(
+            "init_small_roots_ms_p50",
+            json!(round(ours_small.init.p50())),
+        );
+        top.insert(
+            "init_small_roots_ratio_vs_hello",
+            json!(ratio(ours_small.init.p50(), hello.init.p50())),
+        );
         notes.extend(ours.failures.iter().take(3).cloned());
         notes.extend(py.failures.iter().take(3).cloned());
         top.insert("init_ms_p50", json!(round(ours.init.p50())));
@@ -360,7 +423,7 @@ pub async fn full(args: &Args) -> Result<Results> {
         json!({
             "runs": args.cold_runs,
             "chime_latency_ms": 0,
-            "init_ms": { "chime-onboard": ours.init.summary(), "hello": hello.init.summary(), "python": py.init.summary() },
+            "init_ms": { "chime-onboard": ours.init.summary(), "hello": hello.init.summary(), "python": py.init.summary(), "chime-onboard/SSL_CERT_FILE=one-bundle-file": ours_bundle.init.summary(), "chime-onboard/SSL_CERT_FILE=one-CA": ours_small.init.summary() },
             "first_invocation_ms": { "chime-onboard": ours.first_invoke.summary(), "hello": hello.first_invoke.summary(), "python": py.first_invoke.summary() },
             "spawn_to_first_response_ms": { "chime-onboard": ours.first_response.summary(), "hello": hello.first_response.summary(), "python": py.first_response.summary() },
             "peak_rss_kib_max_after_one_invocation": {
@@ -530,6 +593,7 @@ pub async fn full(args: &Args) -> Result<Results> {
     sqs.stop();
     chime.stop().await;
 
+    details.insert("function_variants".into(), Value::Object(variant_summary));
     top.insert("machine", json!(machine()));
     details.insert("notes".into(), json!(notes));
     details.insert("run_seconds".into(), json!(run_started.elapsed().as_secs()));
@@ -699,6 +763,21 @@ async fn tls_case(
             200,
         ),
     ];
+    for (label, path) in &args.function_variants {
+        if !path.exists() {
+            continue;
+        }
+        let mut b = with_env(
+            &s.function,
+            "chime-onboard-tls",
+            &[
+                ("AWS_ENDPOINT_URL_CHIME", https.clone()),
+                ("SSL_CERT_FILE", bundle.clone()),
+            ],
+        );
+        b.program = path.clone();
+        subjects.push((format!("chime-onboard/{label}"), b, 201));
+    }
     for (label, path) in &args.hello_tls_variants {
         if !path.exists() {
             continue;

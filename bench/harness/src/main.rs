@@ -23,6 +23,8 @@ pub struct Args {
     pub hello_tls: PathBuf,
     /// Extra hello-tls builds to compare, as `label=path`.
     pub hello_tls_variants: Vec<(String, PathBuf)>,
+    /// Extra chime-onboard builds for the TLS case, as `label=path`.
+    pub function_variants: Vec<(String, PathBuf)>,
     pub chime_local: PathBuf,
     pub python: PathBuf,
     pub python_dir: PathBuf,
@@ -64,6 +66,7 @@ impl Args {
             hello: "target/release/hello".into(),
             hello_tls: "target/release/hello-tls".into(),
             hello_tls_variants: Vec::new(),
+            function_variants: Vec::new(),
             chime_local: "target/release/chime-local".into(),
             python: "bench/.venv-peer/bin/python".into(),
             python_dir: "bench/peers/python".into(),
@@ -105,6 +108,12 @@ impl Args {
                     args.function_env.push((k.into(), v.into()));
                 }
                 "--cases" => args.cases = value.split(',').map(str::to_string).collect(),
+                "--function-variant" => {
+                    let (label, path) = value
+                        .split_once('=')
+                        .context("--function-variant wants label=path")?;
+                    args.function_variants.push((label.into(), path.into()));
+                }
                 "--chime-local" => args.chime_local = value.into(),
                 "--python" => args.python = value.into(),
                 "--python-dir" => args.python_dir = value.into(),

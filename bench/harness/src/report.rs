@@ -93,6 +93,22 @@ fn table(args: &Args, r: &Results) -> String {
             verdict(num(r, "init_ratio_vs_hello"), 1.5, true, "×"),
         ],
         [
+            "init with a smaller root store: `SSL_CERT_FILE` = one bundle file / one CA (p50)"
+                .into(),
+            format!(
+                "{} / {}",
+                fmt(num(r, "init_one_bundle_file_ms_p50"), ""),
+                fmt(num(r, "init_small_roots_ms_p50"), " ms")
+            ),
+            String::new(),
+            String::new(),
+            "lever".into(),
+            format!(
+                "one CA: {} hello world",
+                fmt(num(r, "init_small_roots_ratio_vs_hello"), "×")
+            ),
+        ],
+        [
             "Python init / ours".into(),
             String::new(),
             String::new(),
@@ -248,7 +264,9 @@ fn table(args: &Args, r: &Results) -> String {
     let mut extra = Vec::new();
     if let Some(Value::Object(tls)) = detail(r, &["tls"]) {
         for (label, v) in tls {
-            if label.starts_with("hello-tls/") && label != "hello-tls/ca-only" {
+            let variant = (label.starts_with("hello-tls/") && label != "hello-tls/ca-only")
+                || (label.starts_with("chime-onboard/") && label != "chime-onboard/ca-only");
+            if variant {
                 extra.push(format!(
                     "- TLS variant `{label}`: spawn → first response p50 {}",
                     fmt(
@@ -258,6 +276,17 @@ fn table(args: &Args, r: &Results) -> String {
                     )
                 ));
             }
+        }
+    }
+    if let Some(Value::Object(variants)) = detail(r, &["function_variants"]) {
+        for (label, v) in variants {
+            extra.push(format!(
+                "- build variant `chime-onboard/{label}`: cold init p50 {} ({} hello world), spawn → first response p50 {}, peak RSS {} KiB",
+                fmt(v.pointer("/init_ms/p50").and_then(Value::as_f64), " ms"),
+                fmt(v.get("init_ratio_vs_hello").and_then(Value::as_f64), "×"),
+                fmt(v.pointer("/spawn_to_first_response_ms/p50").and_then(Value::as_f64), " ms"),
+                v.get("peak_rss_kib_max_after_one_invocation").and_then(Value::as_u64).unwrap_or(0)
+            ));
         }
     }
     if let Some(Value::Array(notes)) = detail(r, &["notes"]) {

@@ -483,6 +483,17 @@ pub async fn full(args: &Args) -> Result<Results> {
         }),
     );
         top.insert("hello_warm_ms_p50", json!(round(hello_warm.total.p50())));
+        // The handler's share above the Runtime API round trip every function
+        // pays (the hello world's whole warm invocation, harness included).
+        top.insert(
+            "warm_overhead_above_hello_ms_p50",
+            json!(round(
+                warm.overhead
+                    .p50()
+                    .zip(hello_warm.total.p50())
+                    .map(|(o, h)| o - h)
+            )),
+        );
         top.insert("warm50_total_ms_p50", json!(round(warm50.total.p50())));
     }
     if args.wants("sqs") {

@@ -45,17 +45,24 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
     }
 }
 
-/// "holds" or "misses by X" for a value against an upper (or lower) bound.
+/// "holds", or how far it misses, for a value against an upper (or lower) bound.
 fn verdict(v: Option<f64>, limit: f64, upper: bool, unit: &str) -> String {
+    let why = " — why: § Goals below";
     match v {
         None => "not measured".into(),
         Some(x) if (upper && x <= limit) || (!upper && x >= limit) => "✅ holds".into(),
         Some(x) if upper => format!(
-            "❌ misses by {}{unit} ({:.0}% over)",
-            fmt(Some(x - limit), ""),
+            "❌ misses: {} vs ≤ {} ({:.0}% over){why}",
+            fmt(Some(x), unit),
+            fmt(Some(limit), unit),
             (x / limit - 1.0) * 100.0
         ),
-        Some(x) => format!("❌ misses by {}{unit}", fmt(Some(limit - x), "")),
+        Some(x) => format!(
+            "❌ misses: {} vs ≥ {} ({:.0}% under){why}",
+            fmt(Some(x), unit),
+            fmt(Some(limit), unit),
+            (1.0 - x / limit) * 100.0
+        ),
     }
 }
 
@@ -167,6 +174,14 @@ fn table(args: &Args, r: &Results) -> String {
             ),
             "≤ 0.2 ms".into(),
             verdict(num(r, "warm_overhead_ms_p50"), 0.2, true, " ms"),
+        ],
+        [
+            "warm handler overhead above hello world's warm invocation (p50)".into(),
+            fmt(num(r, "warm_overhead_above_hello_ms_p50"), " ms"),
+            fmt(num(r, "hello_warm_ms_p50"), " ms (its invocation)"),
+            String::new(),
+            "—".into(),
+            String::new(),
         ],
         [
             "warm handler overhead p99".into(),

@@ -1,6 +1,6 @@
 # chime-onboard — the commands the README promises.
 #   make dev    chime-local + moto_server (SQS, DynamoDB) + the function under cargo lambda watch
-#   make test   everything CI checks: fmt, clippy, Rust tests, Python tests, template policy, bench guard
+#   make test   everything CI checks: fmt, clippy, Rust tests, Python tests, template policy, cold-start guard
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -34,4 +34,4 @@ include make/*.mk
 dev: $(VENV_STAMP) $(DEPLOY_STAMP)
 	scripts/dev.sh
 
-test: lint test-rust test-python test-deploy
+test: lint test-rust test-python test-deploy bench-quick

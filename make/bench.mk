@@ -1,8 +1,7 @@
 # Benchmarks (issue 6). See BENCHMARKS.md.
 #   make bench         cold init, warm overhead, SQS batch, RSS, zip size, TLS cold path -> bench/results.json + BENCHMARKS.md
 #   make bench-quick   regression guard for `make test`: 5 cold starts, init ratio vs hello world, fails above 3x
-#   make bench-lever-ring    optional: the function with bench/levers/ring-aws-roots.patch applied to a copy of HEAD (~5 min)
-#   make bench-tls-variants  optional: hello-tls with ring; hello-tls and the function without aws-lc jitter entropy (once, ~10 min)
+#   make bench-tls-variants  optional: hello-tls on aws-lc-rs (the SDK default), with and without jitter entropy (once, ~5 min)
 #
 # The harness is its own small Cargo workspace (bench/harness) built into the
 # shared target dir; the hello world (bench/hello) is a workspace member so it
@@ -21,15 +20,10 @@ BENCH_BIN := $(BENCH_TARGET)/bench/bin
 BENCH_QUICK_PROFILE ?= release
 BENCH_QUICK_DIR := $(if $(filter dev,$(BENCH_QUICK_PROFILE)),debug,$(BENCH_QUICK_PROFILE))
 BENCH_QUICK_FLAGS := $(if $(filter dev,$(BENCH_QUICK_PROFILE)),,--profile $(BENCH_QUICK_PROFILE))
-# The guard pins the platform root store to one bundle file, as on Lambda's
-# images: Debian's /etc/ssl/certs adds ~290 files that rustls-native-certs reads
-# at init (+~3 ms, BENCHMARKS.md), a property of this distro, not of our code.
-BENCH_SYSTEM_BUNDLE := /etc/ssl/certs/ca-certificates.crt
-BENCH_QUICK_ENV := $(if $(wildcard $(BENCH_SYSTEM_BUNDLE)),--function-env SSL_CERT_FILE=$(BENCH_SYSTEM_BUNDLE))
 # One package per cargo call: building two together unifies their features and
 # would give the function a second, differently-featured build of the SDK stack.
 
-.PHONY: bench bench-quick bench-build bench-harness bench-peer bench-tls-variants bench-lever-ring
+.PHONY: bench bench-quick bench-build bench-harness bench-peer bench-tls-variants
 
 # The Python peer's own venv; rebuilt only when its requirements change.
 $(BENCH_PEER_STAMP): bench/peers/python/requirements.txt
@@ -55,10 +49,8 @@ bench: bench-build $(BENCH_PEER_STAMP)
 		--function $(BENCH_TARGET)/release/chime-onboard \
 		--hello $(BENCH_TARGET)/release/hello \
 		--hello-tls $(BENCH_BIN)/hello-tls \
-		--hello-tls-variant ring=$(BENCH_BIN)/hello-tls-ring \
+		--hello-tls-variant aws-lc=$(BENCH_BIN)/hello-tls-aws-lc \
 		--hello-tls-variant aws-lc-no-jitter=$(BENCH_BIN)/hello-tls-nojitter \
-		--function-variant aws-lc-no-jitter=$(BENCH_BIN)/chime-onboard-nojitter \
-		--function-variant ring-aws-roots=$(BENCH_BIN)/chime-onboard-ring \
 		--chime-local $(BENCH_TARGET)/release/chime-local \
 		--python $(BENCH_PEER_VENV)/bin/python --python-dir bench/peers/python \
 		--zip target/lambda/chime-onboard/bootstrap.zip \
@@ -69,35 +61,21 @@ bench: bench-build $(BENCH_PEER_STAMP)
 bench-quick: bench-harness
 	$(BENCH_NICE) cargo build --quiet $(BENCH_QUICK_FLAGS) -p chime-onboard
 	$(BENCH_NICE) cargo build --quiet $(BENCH_QUICK_FLAGS) -p bench-hello
-	$(BENCH_NICE) $(BENCH_HARNESS) quick $(BENCH_QUICK_ENV) \
+	$(BENCH_NICE) $(BENCH_HARNESS) quick \
 		--function $(BENCH_TARGET)/$(BENCH_QUICK_DIR)/chime-onboard \
 		--hello $(BENCH_TARGET)/$(BENCH_QUICK_DIR)/hello \
 		--threshold 3.0 --cold-runs 5 --log-dir $(BENCH_TARGET)/bench-logs
 
-# Optional TLS stack comparisons for the hello world. The no-jitter build needs
-# its own target dir: AWS_LC_SYS_NO_JITTER_ENTROPY is read by aws-lc-sys's build
-# script, and changing it in the shared dir would rebuild everyone's aws-lc-sys.
-# The ring build shares the dir (features hash apart); the default is rebuilt
-# last so target/release/hello-tls is the default again.
+# Optional TLS stack comparisons for the hello world: aws-lc-rs (the SDK's
+# default provider) with and without its jitter entropy source. The no-jitter
+# build needs its own target dir: AWS_LC_SYS_NO_JITTER_ENTROPY is read by
+# aws-lc-sys's build script. The default (ring) is rebuilt last so
+# target/release/hello-tls is the default again.
 bench-tls-variants:
 	mkdir -p $(BENCH_BIN)
-	$(BENCH_NICE) cargo build --release --quiet -p bench-hello --bin hello-tls --no-default-features --features ring
-	cp $(BENCH_TARGET)/release/hello-tls $(BENCH_BIN)/hello-tls-ring
-	$(BENCH_NICE) cargo build --release --quiet -p bench-hello
+	$(BENCH_NICE) cargo build --release --quiet -p bench-hello --bin hello-tls --no-default-features --features aws-lc
+	cp $(BENCH_TARGET)/release/hello-tls $(BENCH_BIN)/hello-tls-aws-lc
 	AWS_LC_SYS_NO_JITTER_ENTROPY=1 $(BENCH_NICE) cargo build --release --quiet -p bench-hello --bin hello-tls \
-		--target-dir $(BENCH_TARGET)/bench-nojitter
+		--no-default-features --features aws-lc --target-dir $(BENCH_TARGET)/bench-nojitter
 	cp $(BENCH_TARGET)/bench-nojitter/release/hello-tls $(BENCH_BIN)/hello-tls-nojitter
-	AWS_LC_SYS_NO_JITTER_ENTROPY=1 $(BENCH_NICE) cargo build --release --quiet -p chime-onboard \
-		--target-dir $(BENCH_TARGET)/bench-nojitter
-	cp $(BENCH_TARGET)/bench-nojitter/release/chime-onboard $(BENCH_BIN)/chime-onboard-nojitter
-
-# The recommended TLS change (rustls + ring, Amazon roots compiled in), applied
-# to a copy of HEAD outside the work tree and built in its own target dir, so
-# `make bench` can show it beside the current function before anyone adopts it.
-BENCH_RING_SRC := $(BENCH_TARGET)/bench/src-ring
-bench-lever-ring:
-	rm -rf $(BENCH_RING_SRC) && mkdir -p $(BENCH_RING_SRC) $(BENCH_BIN)
-	git archive HEAD | tar -x -C $(BENCH_RING_SRC)
-	patch -p1 --quiet -d $(BENCH_RING_SRC) < bench/levers/ring-aws-roots.patch
-	cd $(BENCH_RING_SRC) && CARGO_TARGET_DIR=$(BENCH_TARGET)/bench-levers $(BENCH_NICE) cargo build --release --quiet -p chime-onboard
-	cp $(BENCH_TARGET)/bench-levers/release/chime-onboard $(BENCH_BIN)/chime-onboard-ring
+	$(BENCH_NICE) cargo build --release --quiet -p bench-hello

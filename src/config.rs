@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::tls::Roots;
+
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -24,6 +26,9 @@ pub struct Config {
     pub max_receive_count: u32,
     /// Per-operation timeout for Chime calls, retries included.
     pub chime_timeout: Duration,
+    /// The roots HTTPS trusts: the platform's when `SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` is set, else the Amazon roots compiled in.
+    pub roots: Roots,
 }
 
 impl Default for Config {
@@ -36,6 +41,7 @@ impl Default for Config {
             max_concurrency: 10,
             max_receive_count: 5,
             chime_timeout: Duration::from_millis(5000),
+            roots: Roots::Amazon,
         }
     }
 }
@@ -99,7 +105,14 @@ impl Config {
             100..=900_000,
         )?);
 
+        let roots = if get("SSL_CERT_FILE").is_some() || get("SSL_CERT_DIR").is_some() {
+            Roots::Platform
+        } else {
+            Roots::Amazon
+        };
+
         Ok(Self {
+            roots,
             reply_queue_url,
             allowed_reply_queues,
             idempotency_table,

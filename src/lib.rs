@@ -13,7 +13,8 @@
 //!   and knows nothing of HTTP or SQS;
 //! - [`chime`], [`reply`] and [`idempotency`] are the ports: small traits with
 //!   their AWS SDK implementations;
-//! - [`config`] reads and validates the environment.
+//! - [`config`] reads and validates the environment; [`tls`] builds the one
+//!   HTTPS client the SDK clients share.
 
 pub mod app;
 pub mod chime;
@@ -24,6 +25,7 @@ pub mod idempotency;
 pub mod onboard;
 pub mod reply;
 pub mod sqs;
+pub mod tls;
 
 #[cfg(test)]
 mod fakes;

@@ -70,6 +70,11 @@ pub fn moto_url() -> &'static str {
     &MOTO.get_or_init(start_moto).url
 }
 
+/// The function's own HTTPS client (it speaks plain HTTP to the emulators too).
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    chime_onboard::tls::http_client(chime_onboard::tls::Roots::Amazon).expect("http client")
+}
+
 fn credentials() -> aws_sdk_sqs::config::Credentials {
     aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests")
 }
@@ -86,6 +91,7 @@ fn sqs_config() -> aws_sdk_sqs::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(credentials())
+        .http_client(http_client())
         .endpoint_url(moto_url())
 }
 
@@ -94,6 +100,7 @@ fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(credentials())
+        .http_client(http_client())
         .endpoint_url(moto_url())
 }
 
@@ -110,6 +117,7 @@ fn chime_builder(url: &str) -> aws_sdk_chime::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(credentials())
+        .http_client(http_client())
         .retry_config(retry())
         .endpoint_url(url)
 }

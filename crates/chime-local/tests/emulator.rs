@@ -24,6 +24,8 @@ mod support {
             .endpoint_url(url)
             .credentials_provider(Credentials::new(key, secret, None, None, "test"))
             .retry_config(aws_sdk_chime::config::retry::RetryConfig::disabled())
+            // Plain HTTP to the emulator; no TLS stack needed.
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         aws_sdk_chime::Client::from_conf(config)
     }

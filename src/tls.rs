@@ -1,0 +1,60 @@
+//! The one HTTPS client all SDK clients share: rustls on ring, trusting the
+//! Amazon Trust Services roots compiled into the binary.
+//!
+//! Why not the SDK's default client (rustls on aws-lc-rs, platform roots):
+//! measured in BENCHMARKS.md, reading the platform store costs cold-start time
+//! (on Debian ~290 files) and aws-lc-rs's CPU-jitter entropy source adds ~30 ms
+//! to the first handshake. Every AWS endpoint the function calls chains to
+//! these five roots. Set `SSL_CERT_FILE` or `SSL_CERT_DIR` (a proxy, an HTTPS
+//! emulator) to trust the platform store instead, which honours both.
+
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+/// Amazon Root CA 1–4 and Starfield Services Root CA G2, PEM.
+const AMAZON_ROOTS: &[u8] = include_bytes!("aws-roots.pem");
+
+/// Which certificates the client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    /// The Amazon Trust Services roots compiled in.
+    Amazon,
+    /// The platform's store, as `SSL_CERT_FILE` / `SSL_CERT_DIR` direct.
+    Platform,
+}
+
+/// The TLS settings could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTPS client: {0}")]
+pub struct TlsError(String);
+
+/// Builds the shared HTTPS client (it also speaks plain HTTP, for emulators).
+pub fn http_client(roots: Roots) -> Result<SharedHttpClient, TlsError> {
+    let trust = match roots {
+        Roots::Amazon => tls::TrustStore::empty().with_pem_certificate(AMAZON_ROOTS),
+        Roots::Platform => tls::TrustStore::default(),
+    };
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| TlsError(e.to_string()))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_are_the_five_amazon_roots() {
+        let pem = String::from_utf8_lossy(AMAZON_ROOTS);
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        assert!(http_client(Roots::Amazon).is_ok());
+        assert!(http_client(Roots::Platform).is_ok());
+    }
+}

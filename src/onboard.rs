@@ -324,7 +324,10 @@ pub async fn create_account(
     chime: &dyn ChimeAccounts,
     name: &AccountName,
 ) -> Result<Account, OnboardError> {
-    chime.create_account(name).await
+    let account = chime.create_account(name).await?;
+    // The audit line: which account was created, never the name itself.
+    tracing::info!(account_id = %account.account_id, name_chars = name.as_str().chars().count(), "account created");
+    Ok(account)
 }
 
 #[cfg(test)]

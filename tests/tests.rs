@@ -12,3 +12,5 @@ mod http;
 mod sqs;
 // Idempotency over DynamoDB: no second account, on either path.
 mod idempotency;
+// The built binary under a loopback Runtime API, configured only by environment.
+mod binary;

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_lambda_events::sqs::SqsBatchResponse;
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::chime::ChimeAccounts;
@@ -113,36 +115,41 @@ impl App {
     }
 }
 
-/// The invocation could not be handled at all.
+/// The invocation could not be handled at all: the payload is no supported event.
 #[derive(Debug, thiserror::Error)]
-pub enum InvocationError {
-    #[error(transparent)]
-    UnknownEvent(#[from] UnknownEvent),
-    #[error("could not encode the response: {0}")]
-    Encode(#[from] serde_json::Error),
-}
+#[error(transparent)]
+pub struct InvocationError(#[from] UnknownEvent);
 
 impl From<InvocationError> for Diagnostic {
     fn from(err: InvocationError) -> Self {
-        let error_type = match err {
-            InvocationError::UnknownEvent(_) => "UnknownEvent",
-            InvocationError::Encode(_) => "EncodeResponse",
-        };
         Diagnostic {
-            error_type: error_type.to_owned(),
+            error_type: "UnknownEvent".to_owned(),
             error_message: err.to_string(),
         }
     }
 }
 
+/// What an invocation answers: the HTTP response in its event's shape, or the
+/// SQS partial-batch response. Serialised once, by the runtime.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output<H> {
+    Http(H),
+    Sqs(SqsBatchResponse),
+}
+
 /// Handles one invocation of any supported shape.
-pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+pub async fn handle(
+    app: &App,
+    event: LambdaEvent<Value>,
+) -> Result<Output<impl Serialize + std::fmt::Debug>, InvocationError> {
     let (payload, context) = event.into_parts();
-    match classify(payload)? {
+    Ok(match classify(payload)? {
         Invocation::Sqs(batch) => {
-            let response = crate::sqs::handle_batch(app, batch, &context).await?;
-            Ok(serde_json::to_value(response)?)
+            Output::Sqs(crate::sqs::handle_batch(app, batch, &context).await?)
         }
-        Invocation::Http(request) => Ok(crate::http::handle_event(app, request, context).await?),
-    }
+        Invocation::Http(request) => {
+            Output::Http(crate::http::handle_event(app, request, context).await)
+        }
+    })
 }

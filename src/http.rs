@@ -14,7 +14,7 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response, Service};
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::app::App;
 use crate::event::HttpEvent;
@@ -32,7 +32,7 @@ pub async fn handle_event(
     app: &App,
     event: Box<HttpEvent>,
     context: Context,
-) -> Result<Value, serde_json::Error> {
+) -> impl serde::Serialize + std::fmt::Debug {
     let malformed = event.malformed;
     let service = lambda_http::service_fn(|request: Request| async move {
         let response = match malformed {
@@ -42,11 +42,10 @@ pub async fn handle_event(
         Ok::<_, Infallible>(response)
     });
     let mut adapter = lambda_http::Adapter::from(service);
-    let response = match adapter.call(LambdaEvent::new(event.request, context)).await {
+    match adapter.call(LambdaEvent::new(event.request, context)).await {
         Ok(response) => response,
         Err(never) => match never {},
-    };
-    serde_json::to_value(response)
+    }
 }
 
 /// Where a request goes, after any stage or base-path prefix.

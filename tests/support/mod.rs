@@ -239,9 +239,10 @@ impl World {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64 + 30_000)
             .unwrap_or(0);
-        handle(&self.app, LambdaEvent::new(payload, context))
+        let output = handle(&self.app, LambdaEvent::new(payload, context))
             .await
-            .expect("the handler answers every supported event")
+            .expect("the handler answers every supported event");
+        serde_json::to_value(output).expect("the output serialises")
     }
 
     pub fn set_faults(&self, json: Value) {

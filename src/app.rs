@@ -13,12 +13,12 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chime::ChimeAccounts;
 use crate::config::Config;
 use crate::event::{classify, Invocation, UnknownEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
-use crate::onboard::{self, Account, AccountName, OnboardError};
+use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
 use crate::reply::ReplySender;
+use crate::sqs::MalformedBatch;
 
 /// Operation timeout (SDK retries included) for SQS and DynamoDB calls.
 pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,8 +51,9 @@ impl App {
 
     /// Builds the state from per-service client configurations (tests point
     /// each at its own emulator). Every client gets an operation timeout, SDK
-    /// retries included: `CHIME_TIMEOUT_MS` for Chime, [`AWS_CALL_TIMEOUT`] for
-    /// the reply queue and the table, so the function's timeout bounds a message.
+    /// retries included: `CHIME_TIMEOUT_MS` for Chime (one `CreateAccount`
+    /// attempt: the SDK never re-sends it, see `chime.rs`), [`AWS_CALL_TIMEOUT`]
+    /// for the reply queue and the table, so the function's timeout bounds a message.
     pub fn new(
         config: Config,
         chime: aws_sdk_chime::config::Builder,
@@ -87,15 +88,26 @@ impl App {
     }
 
     /// Creates the account for `name`, at most once per `key` when an
-    /// idempotency store is configured and a key is given.
+    /// idempotency store is configured. With a store, a request without a key
+    /// gets one of its own, so its account is claimed like every other and no
+    /// other request's verification adopts it. Without a store, a create is
+    /// still never re-sent after an ambiguous outcome within the invocation.
     pub async fn create(
         &self,
         key: Option<&str>,
         name: &AccountName,
         deadline: SystemTime,
-    ) -> Result<Account, OnboardError> {
-        match (&self.idempotency, key) {
-            (Some(store), Some(key)) => {
+    ) -> Result<Onboarded, OnboardError> {
+        match &self.idempotency {
+            Some(store) => {
+                let own_key;
+                let key = match key {
+                    Some(key) => key,
+                    None => {
+                        own_key = format!("auto#{}", idempotency::new_token());
+                        &own_key
+                    }
+                };
                 let now = SystemTime::now();
                 let window = Window {
                     now,
@@ -110,20 +122,33 @@ impl App {
                 idempotency::create_once(store.as_ref(), self.chime.as_ref(), key, name, window)
                     .await
             }
-            _ => onboard::create_account(self.chime.as_ref(), name).await,
+            None => onboard::create_account(self.chime.as_ref(), name)
+                .await
+                .map(Onboarded::Created),
         }
     }
 }
 
-/// The invocation could not be handled at all: the payload is no supported event.
+/// The invocation could not be handled at all; Lambda reports it with a
+/// stable `errorType` and, for SQS, returns the whole batch to the queue.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct InvocationError(#[from] UnknownEvent);
+pub enum InvocationError {
+    /// The payload is no supported event.
+    #[error(transparent)]
+    UnknownEvent(#[from] UnknownEvent),
+    /// An SQS batch whose records cannot all be identified.
+    #[error(transparent)]
+    MalformedBatch(#[from] MalformedBatch),
+}
 
 impl From<InvocationError> for Diagnostic {
     fn from(err: InvocationError) -> Self {
+        let error_type = match &err {
+            InvocationError::UnknownEvent(_) => "UnknownEvent",
+            InvocationError::MalformedBatch(_) => "MalformedBatch",
+        };
         Diagnostic {
-            error_type: "UnknownEvent".to_owned(),
+            error_type: error_type.to_owned(),
             error_message: err.to_string(),
         }
     }

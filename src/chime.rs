@@ -1,28 +1,29 @@
-//! The Chime port: the two account operations the function needs, as a small
-//! trait, and its `aws-sdk-chime` implementation.
+//! The Chime adapter: [`ChimeAccounts`], the domain's port, implemented with
+//! `aws-sdk-chime`.
 //!
 //! SDK types stop here: [`into_onboard_error`] is the one place an SDK error
 //! becomes an [`OnboardError`], and [`account_from_sdk`] the one place an SDK
 //! account becomes the domain's [`Account`].
+//!
+//! `CreateAccount` is sent with the SDK's retries turned off: it takes no client
+//! token, so an SDK retry after a 5xx or a reset could create a second account.
+//! The domain decides what may be sent again ([`crate::onboard::create_account`]).
+//! `ListAccounts` is a read and keeps the client's standard retries.
 
 use async_trait::async_trait;
+use aws_sdk_chime::config::retry::RetryConfig;
 use aws_sdk_chime::error::SdkError;
 use aws_sdk_chime::operation::create_account::CreateAccountError;
 use aws_sdk_chime::operation::list_accounts::ListAccountsError;
 use aws_smithy_types::date_time::Format;
 
-use crate::onboard::{Account, AccountName, ChimeErrorKind, OnboardError, SigninDelegateGroup};
+use crate::onboard::{
+    Account, AccountName, ChimeAccounts, ChimeErrorKind, OnboardError, SigninDelegateGroup,
+};
 
-/// What the function asks of Chime.
-#[async_trait]
-pub trait ChimeAccounts: Send + Sync {
-    /// `CreateAccount`.
-    async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError>;
-    /// `ListAccounts` filtered by exact name (one page of up to 200): used to
-    /// find an account that an interrupted earlier attempt may have created.
-    async fn find_accounts_by_name(&self, name: &AccountName)
-        -> Result<Vec<Account>, OnboardError>;
-}
+/// `ListAccounts` pages read at most while looking for an account by name
+/// (200 accounts a page): a bound, not a limit anyone should reach.
+const MAX_LIST_PAGES: usize = 500;
 
 #[async_trait]
 impl ChimeAccounts for aws_sdk_chime::Client {
@@ -30,6 +31,10 @@ impl ChimeAccounts for aws_sdk_chime::Client {
         let output = self
             .create_account()
             .name(name.as_str())
+            .customize()
+            .config_override(
+                aws_sdk_chime::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(into_onboard_error)?;
@@ -42,23 +47,36 @@ impl ChimeAccounts for aws_sdk_chime::Client {
             })
     }
 
-    async fn find_accounts_by_name(
-        &self,
-        name: &AccountName,
-    ) -> Result<Vec<Account>, OnboardError> {
-        let output = self
-            .list_accounts()
-            .name(name.as_str())
-            .max_results(200)
-            .send()
-            .await
-            .map_err(into_onboard_error)?;
-        Ok(output
-            .accounts
-            .unwrap_or_default()
-            .into_iter()
-            .map(account_from_sdk)
-            .collect())
+    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError> {
+        let mut found = Vec::new();
+        let mut next_token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let output = self
+                .list_accounts()
+                .name(name.as_str())
+                .max_results(200)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(into_onboard_error)?;
+            // Chime's name filter is not an exact match: keep only the name itself.
+            found.extend(
+                output
+                    .accounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| a.name == name.as_str())
+                    .map(account_from_sdk),
+            );
+            next_token = output.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                return Ok(found);
+            }
+        }
+        Err(OnboardError::Chime {
+            kind: ChimeErrorKind::Other,
+            message: format!("ListAccounts returned more than {MAX_LIST_PAGES} pages"),
+        })
     }
 }
 
@@ -92,12 +110,13 @@ macro_rules! chime_service_error {
 chime_service_error!(CreateAccountError);
 chime_service_error!(ListAccountsError);
 
-/// Turns an SDK failure into the domain's error: service errors by kind,
-/// timeouts as [`OnboardError::ChimeTimeout`], the rest as unreachable.
+/// Turns an SDK failure into the domain's error: service errors by kind (what
+/// Chime answered), [`OnboardError::ChimeTimeout`] only when Chime never
+/// answered in time, the rest as unreachable, saying whether the request left.
 fn into_onboard_error<E, R>(err: SdkError<E, R>) -> OnboardError
 where
     E: ChimeServiceError + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match &err {
         SdkError::ServiceError(service) => {
@@ -111,8 +130,29 @@ where
         SdkError::DispatchFailure(failure) if failure.is_timeout() => OnboardError::ChimeTimeout,
         _ => OnboardError::ChimeUnreachable {
             reason: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            request_sent: !never_sent(&err),
         },
     }
+}
+
+/// Whether the error proves the request never reached Chime: the connection
+/// (TCP, TLS or DNS) could not be made. A reset or a closed connection after
+/// that is not proof: Chime may have run the request.
+fn never_sent(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+            || err
+                .downcast_ref::<aws_smithy_runtime_api::client::dns::ResolveDnsError>()
+                .is_some()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn account_from_sdk(account: aws_sdk_chime::types::Account) -> Account {

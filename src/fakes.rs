@@ -9,21 +9,31 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::app::App;
-use crate::chime::ChimeAccounts;
 use crate::config::Config;
-use crate::idempotency::{IdempotencyStore, Record, StoreError, Written};
-use crate::onboard::{Account, AccountName, OnboardError};
+use crate::idempotency::{Claim, Expect, IdempotencyStore, Record, StoreError, Written};
+use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Chime: creates accounts in memory; `fail_next` errors come first, in order.
+/// What the fake Chime does with the next create.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Fails before anything is created.
+    Fail(OnboardError),
+    /// Creates the account, then answers with the error (an after-commit fault).
+    CommitThenFail(OnboardError),
+}
+
+/// Chime: creates accounts in memory; scripted steps come first, in order.
 #[derive(Default)]
 pub struct FakeChime {
     pub accounts: Mutex<Vec<Account>>,
-    pub fail_next: Mutex<VecDeque<OnboardError>>,
+    pub steps: Mutex<VecDeque<Step>>,
+    pub list_failures: Mutex<VecDeque<OnboardError>>,
+    pub create_calls: AtomicUsize,
     pub delay: Option<Duration>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
@@ -36,8 +46,22 @@ impl FakeChime {
             .map(|a| a.name.clone())
             .collect()
     }
+    /// Creates failing before the commit, in order.
     pub fn fail_next(&self, errors: impl IntoIterator<Item = OnboardError>) {
-        lock(&self.fail_next).extend(errors);
+        self.script(errors.into_iter().map(Step::Fail));
+    }
+    pub fn script(&self, steps: impl IntoIterator<Item = Step>) {
+        lock(&self.steps).extend(steps);
+    }
+    pub fn fail_lists(&self, errors: impl IntoIterator<Item = OnboardError>) {
+        lock(&self.list_failures).extend(errors);
+    }
+    /// `CreateAccount` calls received.
+    pub fn creates(&self) -> usize {
+        self.create_calls.load(Ordering::SeqCst)
+    }
+    pub fn insert(&self, account: Account) {
+        lock(&self.accounts).push(account);
     }
 }
 
@@ -55,32 +79,47 @@ pub fn account(id: &str, name: &str, created: &str) -> Account {
     }
 }
 
+fn now_timestamp() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    aws_smithy_types::DateTime::from_millis(ms)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
 #[async_trait]
 impl ChimeAccounts for FakeChime {
     async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError> {
+        self.create_calls.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if let Some(err) = lock(&self.fail_next).pop_front() {
+        let step = lock(&self.steps).pop_front();
+        if let Some(Step::Fail(err)) = step {
             return Err(err);
         }
         let mut accounts = lock(&self.accounts);
         let created = account(
             &format!("acct-{}", accounts.len() + 1),
             name.as_str(),
-            "2099-01-01T00:00:00.000Z",
+            &now_timestamp(),
         );
         accounts.push(created.clone());
-        Ok(created)
+        match step {
+            Some(Step::CommitThenFail(err)) => Err(err),
+            _ => Ok(created),
+        }
     }
 
-    async fn find_accounts_by_name(
-        &self,
-        name: &AccountName,
-    ) -> Result<Vec<Account>, OnboardError> {
+    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError> {
+        if let Some(err) = lock(&self.list_failures).pop_front() {
+            return Err(err);
+        }
         Ok(lock(&self.accounts)
             .iter()
             .filter(|a| a.name == name.as_str())
@@ -119,10 +158,11 @@ impl ReplySender for FakeReplies {
     }
 }
 
-/// Idempotency store: a map with the conditional-write semantics of DynamoDB.
+/// Idempotency store: maps with the conditional-write semantics of DynamoDB.
 #[derive(Default)]
 pub struct FakeStore {
     pub records: Mutex<HashMap<String, Record>>,
+    pub claims: Mutex<HashMap<String, Claim>>,
 }
 
 #[async_trait]
@@ -130,11 +170,11 @@ impl IdempotencyStore for FakeStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         Ok(lock(&self.records).get(key).cloned())
     }
-    async fn put(&self, record: &Record, replacing: Option<u64>) -> Result<Written, StoreError> {
+    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
         let mut records = lock(&self.records);
-        let allowed = match (records.get(&record.key), replacing) {
-            (None, None) => true,
-            (Some(existing), Some(started_at)) => existing.started_at == started_at,
+        let allowed = match (records.get(&record.key), expect) {
+            (None, Expect::Absent) => true,
+            (Some(existing), Expect::Holder(holder)) => existing.holder == holder,
             _ => false,
         };
         if !allowed {
@@ -143,13 +183,27 @@ impl IdempotencyStore for FakeStore {
         records.insert(record.key.clone(), record.clone());
         Ok(Written::Yes)
     }
-    async fn complete(&self, record: &Record) -> Result<(), StoreError> {
-        lock(&self.records).insert(record.key.clone(), record.clone());
-        Ok(())
+    async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError> {
+        let mut records = lock(&self.records);
+        if records.get(key).is_some_and(|r| r.holder == holder) {
+            records.remove(key);
+            Ok(Written::Yes)
+        } else {
+            Ok(Written::Conflict)
+        }
     }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        lock(&self.records).remove(key);
-        Ok(())
+    async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
+        let mut claims = lock(&self.claims);
+        match claims.get(&claim.account_id) {
+            Some(existing) if existing.owner != claim.owner => Ok(Written::Conflict),
+            _ => {
+                claims.insert(claim.account_id.clone(), claim.clone());
+                Ok(Written::Yes)
+            }
+        }
+    }
+    async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {
+        Ok(lock(&self.claims).get(account_id).cloned())
     }
 }
 

@@ -287,7 +287,9 @@ fn encoding(request: &Request, body: &[u8]) -> Result<Encoding, Failure> {
     }
 }
 
-fn idempotency_key(request: &Request) -> Result<Option<String>, Failure> {
+/// The idempotency key of a request, scoped by its caller (DESIGN.md, "Who
+/// is calling"): two callers' equal `Idempotency-Key`s never meet.
+fn idempotency_key(request: &Request, principal: &str) -> Result<Option<String>, Failure> {
     let Some(value) = request.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -296,11 +298,14 @@ fn idempotency_key(request: &Request) -> Result<Option<String>, Failure> {
         && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
         && key.bytes().all(|b| b.is_ascii_graphic());
     if valid {
-        Ok(Some(format!("http#{key}")))
+        Ok(Some(format!("http#{principal}#{key}")))
     } else {
         Err(Failure::IdempotencyKeyInvalid)
     }
 }
+
+/// The caller, until sign-in exists: every request is the anonymous principal.
+const ANONYMOUS: &str = "anonymous";
 
 async fn create(
     app: &App,
@@ -322,11 +327,11 @@ async fn create(
     };
     // Without a table the header is accepted and ignored (DESIGN.md).
     let key = match app.idempotency {
-        Some(_) => idempotency_key(request)?,
+        Some(_) => idempotency_key(request, ANONYMOUS)?,
         None => None,
     };
-    let account = app.create(key.as_deref(), &onboard.name, deadline).await?;
-    Ok(created(&account))
+    let onboarded = app.create(key.as_deref(), &onboard.name, deadline).await?;
+    Ok(created(onboarded.account()))
 }
 
 fn created(account: &Account) -> Response<Body> {

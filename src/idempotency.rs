@@ -1,12 +1,31 @@
-//! Idempotency: a retried or repeated request never creates a second account.
+//! Idempotency: a retried or repeated request never creates a second account,
+//! even when Chime's answer to a create was lost (DESIGN.md, "Exactly once").
 //!
 //! As in Powertools, the flow is a small state machine in plain functions
-//! ([`create_once`]) above a store of four primitives ([`IdempotencyStore`]):
-//! record INPROGRESS (conditionally), create, then record COMPLETED with the
-//! account, or delete the record if the call failed so a retry may run.
-//! An INPROGRESS record whose holder died (its in-progress expiry, taken from
-//! the invocation deadline, has passed) is taken over; the new holder first
-//! asks Chime whether the dead one had already created the account.
+//! ([`create_once`]) above a store of a few primitives ([`IdempotencyStore`]).
+//! Per key, a conditional INPROGRESS record comes before the create, with a
+//! fence token (`holder`) that every later write of this attempt is
+//! conditioned on, and COMPLETED with the account after it. Then:
+//! - a create known to have created nothing (throttled, any 4xx, no
+//!   connection) deletes the record, so a retry simply creates;
+//! - an **ambiguous** create (5xx, reset, timeout: Chime may have committed)
+//!   keeps the record, marked `verify` and no longer held; the next request for
+//!   the key does not get `409` but verifies before creating: `ListAccounts` by
+//!   name, every page, exact name, created at or after the first attempt's
+//!   start (less [`CLOCK_SKEW`]), not claimed by another key; it claims one and
+//!   adopts it, and creates only if none is found. The same verification runs
+//!   once right after the ambiguous outcome, so a caller usually gets its
+//!   account instead of an error;
+//! - a holder that died (its hold, taken from the invocation deadline, has
+//!   passed) is taken over the same way.
+//!
+//! Claims are items of their own (`claim#<AccountId>`, written conditionally),
+//! so one account is never adopted by two keys. The one race left: another
+//! key's verification can claim an account between its create and its claim.
+//! The creator then loses that account and does what a verifier does: adopts an
+//! unclaimed account of the name created since the earlier of the two keys'
+//! starts (the other key's own stray, if its ambiguous create had committed),
+//! else creates once more.
 //!
 //! The DynamoDB implementation sits at the bottom: partition key `id`, TTL
 //! attribute `expiration` (DESIGN.md, "Configuration").
@@ -18,8 +37,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_types::date_time::{DateTime, Format};
 
-use crate::chime::ChimeAccounts;
-use crate::onboard::{create_account, Account, AccountName, OnboardError};
+use crate::onboard::{
+    create_account, Account, AccountName, ChimeAccounts, OnboardError, Onboarded,
+};
+
+/// How much earlier than an attempt's start an account found by verification
+/// may have been created (Chime's clock against the function's).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Where a record stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,16 +66,33 @@ impl RecordStatus {
 pub struct Record {
     pub key: String,
     pub status: RecordStatus,
-    /// What the request asked for (the validated name); a reuse must match it.
+    /// SHA-256 (hex) of the validated name: a reuse of the key must match it.
     pub fingerprint: String,
     /// When the record may be forgotten (seconds since the epoch; the table's TTL).
     pub expiration: u64,
-    /// When an INPROGRESS holder is presumed dead (milliseconds since the epoch).
-    pub in_progress_expiration: u64,
-    /// When the holder started (milliseconds since the epoch).
-    pub started_at: u64,
-    /// The created account, once COMPLETED.
+    /// Until when the holder owns the key (milliseconds since the epoch); 0 once
+    /// released. Past it, a holder that never released is presumed dead.
+    pub held_until: u64,
+    /// The fence token of the attempt that wrote the record: its later writes
+    /// are conditioned on it, so a holder that lost the key cannot overwrite.
+    pub holder: String,
+    /// When the first attempt that may have created the account started
+    /// (milliseconds since the epoch): where verification looks from.
+    pub since: u64,
+    /// An earlier attempt may have created the account: verify before creating.
+    pub verify: bool,
+    /// The account, once COMPLETED (the only place the name is stored).
     pub account: Option<Account>,
+}
+
+/// An account taken by one key (`owner`), so no other key adopts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub account_id: String,
+    pub owner: String,
+    /// The owner's [`Record::since`] when it claimed.
+    pub since: u64,
+    pub expiration: u64,
 }
 
 /// The store failed or answered something unreadable.
@@ -63,22 +104,32 @@ pub struct StoreError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     Yes,
-    /// The condition failed: somebody else holds or completed the key.
+    /// The condition failed: somebody else holds, completed or claimed it.
     Conflict,
 }
 
-/// The four primitives the flow needs.
+/// The condition of a record write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// No record exists for the key.
+    Absent,
+    /// The stored record was written by this holder.
+    Holder(&'a str),
+}
+
+/// The primitives the flow needs; every write is conditional.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Reads a record (strongly consistent).
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
-    /// Writes `record` if no record exists for its key, or — when `replacing` is
-    /// given — if the stored record still has that `started_at` (a takeover).
-    async fn put(&self, record: &Record, replacing: Option<u64>) -> Result<Written, StoreError>;
-    /// Marks the record COMPLETED with its account.
-    async fn complete(&self, record: &Record) -> Result<(), StoreError>;
-    /// Deletes the record.
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Writes `record` if `expect` holds.
+    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError>;
+    /// Deletes the record if `holder` still holds it.
+    async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError>;
+    /// Writes the claim if the account is unclaimed or already claimed by the same owner.
+    async fn claim(&self, claim: &Claim) -> Result<Written, StoreError>;
+    /// Reads the claim of an account (strongly consistent).
+    async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError>;
 }
 
 /// How long the flow may hold a key, and for how long it is remembered.
@@ -100,6 +151,39 @@ fn store_error(err: StoreError) -> OnboardError {
     OnboardError::IdempotencyStore { reason: err.0 }
 }
 
+/// SHA-256 of the validated name, hex: the record never stores the name itself.
+pub fn fingerprint(name: &AccountName) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, name.as_str().as_bytes()).as_ref())
+}
+
+/// A fresh fence token: 128 random bits, hex.
+pub fn new_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No entropy source: fall back to the clock, still unique enough per holder.
+        bytes = u128::from(millis(SystemTime::now())).to_be_bytes();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes[..4].copy_from_slice(&nanos.to_be_bytes());
+    }
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What acquiring a key gave.
+enum Acquired {
+    /// The request was completed before: its account.
+    Done(Account),
+    /// This attempt now holds the key.
+    Held(Record),
+}
+
 /// Creates the account for `key` at most once. A repeat of a completed request
 /// returns the same account; a different name under the same key is
 /// [`OnboardError::IdempotencyKeyReused`]; a live concurrent holder is
@@ -110,100 +194,216 @@ pub async fn create_once(
     key: &str,
     name: &AccountName,
     window: Window,
-) -> Result<Account, OnboardError> {
-    let now_ms = millis(window.now);
-    let mut record = Record {
-        key: key.to_owned(),
-        status: RecordStatus::InProgress,
-        fingerprint: name.as_str().to_owned(),
-        expiration: (now_ms / 1000) + window.ttl.as_secs(),
-        in_progress_expiration: millis(window.deadline).max(now_ms + 1000),
-        started_at: now_ms,
-        account: None,
+) -> Result<Onboarded, OnboardError> {
+    let mut held = match acquire(store, key, name, &window).await? {
+        Acquired::Done(account) => return Ok(Onboarded::Repeated(account)),
+        Acquired::Held(record) => record,
     };
-
-    // Two rounds at most: a lost race for an absent key re-reads once.
-    let mut replaced = None;
-    for _ in 0..2 {
-        let existing = store.get(key).await.map_err(store_error)?;
-        let replacing = match existing {
-            Some(found) if found.expiration * 1000 > now_ms => {
-                let live = found.status == RecordStatus::InProgress
-                    && found.in_progress_expiration > now_ms;
-                if live {
-                    return Err(OnboardError::IdempotencyInProgress);
-                }
-                if found.fingerprint != record.fingerprint {
-                    return Err(OnboardError::IdempotencyKeyReused);
-                }
-                match (found.status, found.account) {
-                    (RecordStatus::Completed, Some(account)) => return Ok(account),
-                    // A dead holder (or a completed record without its account): take over.
-                    _ => Some(found.started_at),
-                }
+    if held.verify {
+        match adopt(store, chime, &held, name).await {
+            Ok(Some(account)) => return Ok(finish(store, held, Onboarded::Adopted(account)).await),
+            Ok(None) => {}
+            Err(err) => {
+                release(store, &held).await;
+                return Err(err);
             }
-            Some(expired) => Some(expired.started_at),
-            None => None,
-        };
-        match store.put(&record, replacing).await.map_err(store_error)? {
-            Written::Yes => {
-                replaced = Some(replacing);
-                break;
-            }
-            Written::Conflict => continue,
         }
     }
-    let Some(replaced) = replaced else {
-        return Err(OnboardError::IdempotencyInProgress);
-    };
+    // A second create only after another key took the first one's account.
+    for _ in 0..2 {
+        let err = match create_account(chime, name).await {
+            Ok(account) => match store.claim(&claim_of(&held, &account)).await {
+                Ok(Written::Yes) => {
+                    return Ok(finish(store, held, Onboarded::Created(account)).await)
+                }
+                Err(err) => {
+                    // The account exists and is ours; only its claim is missing.
+                    tracing::error!(error = %err, account_id = %account.account_id, "could not claim the created account");
+                    return Ok(finish(store, held, Onboarded::Created(account)).await);
+                }
+                Ok(Written::Conflict) => {
+                    tracing::warn!(account_id = %account.account_id, "another request's verification claimed the account just created; looking for that request's own account");
+                    let other = store.get_claim(&account.account_id).await;
+                    if let Ok(Some(other)) = other {
+                        held.since = held.since.min(other.since);
+                    }
+                    held.verify = true;
+                    match adopt(store, chime, &held, name).await {
+                        Ok(Some(found)) => {
+                            return Ok(finish(store, held, Onboarded::Adopted(found)).await)
+                        }
+                        Ok(None) => continue,
+                        Err(err) => err,
+                    }
+                }
+            },
+            Err(err) if err.may_have_created() => {
+                // Chime may have committed: never re-send blind. Look once now.
+                held.verify = true;
+                tracing::warn!(code = err.code(), "ambiguous create outcome; verifying");
+                match adopt(store, chime, &held, name).await {
+                    Ok(Some(found)) => {
+                        return Ok(finish(store, held, Onboarded::Adopted(found)).await)
+                    }
+                    _ => err,
+                }
+            }
+            Err(err) if !held.verify => {
+                // Nothing was created: free the key for a plain retry.
+                match store.delete(key, &held.holder).await {
+                    Ok(Written::Yes) => {}
+                    Ok(Written::Conflict) => tracing::warn!(
+                        "the idempotency record was taken over before it could be released"
+                    ),
+                    Err(store_err) => {
+                        tracing::error!(error = %store_err, "could not release the idempotency record")
+                    }
+                }
+                return Err(err);
+            }
+            Err(err) => err,
+        };
+        release(store, &held).await;
+        return Err(err);
+    }
+    release(store, &held).await;
+    Err(OnboardError::IdempotencyInProgress)
+}
 
-    let created = match replaced {
-        // An earlier holder died mid-call: it may have created the account already.
-        Some(started_at) => match find_created_since(chime, name, started_at).await {
-            Ok(Some(account)) => Ok(account),
-            Ok(None) => create_account(chime, name).await,
-            Err(err) => Err(err),
-        },
-        None => create_account(chime, name).await,
+/// Takes the key: a new record, or the record of a released or dead holder.
+async fn acquire(
+    store: &dyn IdempotencyStore,
+    key: &str,
+    name: &AccountName,
+    window: &Window,
+) -> Result<Acquired, OnboardError> {
+    let now = millis(window.now);
+    let fingerprint = fingerprint(name);
+    let fresh = |since: u64, verify: bool| Record {
+        key: key.to_owned(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint.clone(),
+        expiration: now / 1000 + window.ttl.as_secs(),
+        held_until: millis(window.deadline).max(now + 1000),
+        holder: new_token(),
+        since,
+        verify,
+        account: None,
     };
-    match created {
-        Ok(account) => {
-            record.status = RecordStatus::Completed;
-            record.account = Some(account.clone());
-            if let Err(err) = store.complete(&record).await {
-                // The account exists; the record stays INPROGRESS until it expires and the
-                // next holder finds the account through Chime instead of creating another.
-                tracing::error!(error = %err, "could not mark the idempotency record completed");
+    // Three rounds at most: each lost race re-reads.
+    for _ in 0..3 {
+        let existing = store.get(key).await.map_err(store_error)?;
+        let (record, expect) = match &existing {
+            None => (fresh(now, false), Expect::Absent),
+            Some(found) if found.expiration.saturating_mul(1000) <= now => {
+                (fresh(now, false), Expect::Holder(&found.holder))
             }
-            Ok(account)
-        }
-        Err(err) => {
-            if let Err(store_err) = store.delete(key).await {
-                tracing::error!(error = %store_err, "could not release the idempotency record");
+            Some(found) => {
+                if found.fingerprint != fingerprint {
+                    return Err(OnboardError::IdempotencyKeyReused);
+                }
+                if let (RecordStatus::Completed, Some(account)) = (found.status, &found.account) {
+                    return Ok(Acquired::Done(account.clone()));
+                }
+                if found.held_until > now {
+                    return Err(OnboardError::IdempotencyInProgress);
+                }
+                // Released after an ambiguous outcome, or its holder died mid-call
+                // (never released): either may have created the account.
+                let verify = found.verify
+                    || found.held_until != 0
+                    || found.status == RecordStatus::Completed;
+                (fresh(found.since, verify), Expect::Holder(&found.holder))
             }
-            Err(err)
+        };
+        if store.put(&record, expect).await.map_err(store_error)? == Written::Yes {
+            return Ok(Acquired::Held(record));
         }
+    }
+    Err(OnboardError::IdempotencyInProgress)
+}
+
+fn claim_of(held: &Record, account: &Account) -> Claim {
+    Claim {
+        account_id: account.account_id.clone(),
+        owner: held.key.clone(),
+        since: held.since,
+        expiration: held.expiration,
     }
 }
 
-/// An account named `name` created at or after `since_ms` (minus a minute of clock skew).
-async fn find_created_since(
+/// Verification: an account named `name`, created since the record's `since`
+/// (less [`CLOCK_SKEW`]) and not claimed by another key, claimed for this one.
+/// The oldest candidate first, so two verifiers rarely contend.
+async fn adopt(
+    store: &dyn IdempotencyStore,
     chime: &dyn ChimeAccounts,
+    held: &Record,
     name: &AccountName,
-    since_ms: u64,
 ) -> Result<Option<Account>, OnboardError> {
-    let since_secs = (since_ms / 1000).saturating_sub(60) as i64;
-    let accounts = chime.find_accounts_by_name(name).await?;
-    Ok(accounts
+    let since = (held.since / 1000).saturating_sub(CLOCK_SKEW.as_secs()) as i64;
+    let mut candidates: Vec<(DateTime, Account)> = chime
+        .accounts_named(name)
+        .await?
         .into_iter()
-        .filter(|a| a.name == name.as_str())
-        .filter(|a| {
-            a.created_timestamp
+        .filter_map(|account| {
+            let created = account
+                .created_timestamp
                 .as_deref()
-                .and_then(|t| DateTime::from_str(t, Format::DateTime).ok())
-                .is_some_and(|t| t.secs() >= since_secs)
+                .and_then(|t| DateTime::from_str(t, Format::DateTime).ok())?;
+            (created.secs() >= since).then_some((created, account))
         })
-        .max_by(|a, b| a.created_timestamp.cmp(&b.created_timestamp)))
+        .collect();
+    candidates.sort_by_key(|(created, _)| (created.secs(), created.subsec_nanos()));
+    for (_, account) in candidates {
+        if store
+            .claim(&claim_of(held, &account))
+            .await
+            .map_err(store_error)?
+            == Written::Yes
+        {
+            tracing::info!(account_id = %account.account_id, "verification found the account an earlier attempt created");
+            return Ok(Some(account));
+        }
+    }
+    Ok(None)
+}
+
+/// Marks the record COMPLETED with the account (fenced) and returns the outcome.
+async fn finish(store: &dyn IdempotencyStore, held: Record, onboarded: Onboarded) -> Onboarded {
+    let holder = held.holder.clone();
+    let record = Record {
+        status: RecordStatus::Completed,
+        held_until: 0,
+        account: Some(onboarded.account().clone()),
+        ..held
+    };
+    match store.put(&record, Expect::Holder(&holder)).await {
+        Ok(Written::Yes) => {}
+        // The account is claimed by this key: whoever holds it now adopts it.
+        Ok(Written::Conflict) => {
+            tracing::warn!("the idempotency record was taken over before it could be completed")
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not mark the idempotency record completed")
+        }
+    }
+    onboarded
+}
+
+/// Lets go of the key but keeps the record (and its `verify` mark), fenced.
+async fn release(store: &dyn IdempotencyStore, held: &Record) {
+    let record = Record {
+        held_until: 0,
+        ..held.clone()
+    };
+    match store.put(&record, Expect::Holder(&held.holder)).await {
+        Ok(Written::Yes) => {}
+        Ok(Written::Conflict) => {
+            tracing::warn!("the idempotency record was taken over before it could be released")
+        }
+        Err(err) => tracing::error!(error = %err, "could not release the idempotency record"),
+    }
 }
 
 /// The idempotency table in DynamoDB.
@@ -222,6 +422,9 @@ impl DynamoDbStore {
     }
 }
 
+/// Claims share the table with records; their ids cannot collide (`sqs#`, `http#`, `auto#` keys).
+const CLAIM_PREFIX: &str = "claim#";
+
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
@@ -235,11 +438,10 @@ fn item(record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> 
         ("status".to_owned(), s(record.status.as_str())),
         ("fingerprint".to_owned(), s(&record.fingerprint)),
         ("expiration".to_owned(), n(record.expiration)),
-        (
-            "in_progress_expiration".to_owned(),
-            n(record.in_progress_expiration),
-        ),
-        ("started_at".to_owned(), n(record.started_at)),
+        ("held_until".to_owned(), n(record.held_until)),
+        ("holder".to_owned(), s(&record.holder)),
+        ("since".to_owned(), n(record.since)),
+        ("verify".to_owned(), AttributeValue::Bool(record.verify)),
     ]);
     if let Some(account) = &record.account {
         let data = serde_json::to_string(account).map_err(|e| StoreError(e.to_string()))?;
@@ -248,20 +450,22 @@ fn item(record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> 
     Ok(item)
 }
 
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| StoreError(format!("record attribute {name} missing")))
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<u64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| StoreError(format!("record attribute {name} missing")))
+}
+
 fn record(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
-    let text = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .ok_or_else(|| StoreError(format!("record attribute {name} missing")))
-    };
-    let number = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| StoreError(format!("record attribute {name} missing")))
-    };
-    let status = match text("status")?.as_str() {
+    let status = match text(item, "status")?.as_str() {
         "COMPLETED" => RecordStatus::Completed,
         _ => RecordStatus::InProgress,
     };
@@ -270,18 +474,42 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> 
         None => None,
     };
     Ok(Record {
-        key: text("id")?,
+        key: text(item, "id")?,
         status,
-        fingerprint: text("fingerprint")?,
-        expiration: number("expiration")?,
-        in_progress_expiration: number("in_progress_expiration")?,
-        started_at: number("started_at")?,
+        fingerprint: text(item, "fingerprint")?,
+        expiration: number(item, "expiration")?,
+        held_until: number(item, "held_until")?,
+        holder: text(item, "holder")?,
+        since: number(item, "since")?,
+        verify: item
+            .get("verify")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(true),
         account,
     })
 }
 
 fn sdk_error<E: std::error::Error + 'static>(err: E) -> StoreError {
     StoreError(aws_smithy_types::error::display::DisplayErrorContext(&err).to_string())
+}
+
+/// A conditional write's answer: a failed condition is [`Written::Conflict`].
+fn written<O, E, R>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    conditional_failed: impl Fn(&E) -> bool,
+) -> Result<Written, StoreError>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(Written::Yes),
+        Err(err) if err.as_service_error().is_some_and(&conditional_failed) => {
+            Ok(Written::Conflict)
+        }
+        Err(err) => Err(sdk_error(err)),
+    }
 }
 
 #[async_trait]
@@ -299,51 +527,75 @@ impl IdempotencyStore for DynamoDbStore {
         output.item.as_ref().map(record).transpose()
     }
 
-    async fn put(&self, record: &Record, replacing: Option<u64>) -> Result<Written, StoreError> {
+    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item(record)?));
-        let request = match replacing {
-            None => request.condition_expression("attribute_not_exists(id)"),
-            Some(started_at) => request
-                .condition_expression("started_at = :started")
-                .expression_attribute_values(":started", n(started_at)),
+        let request = match expect {
+            Expect::Absent => request.condition_expression("attribute_not_exists(id)"),
+            Expect::Holder(holder) => request
+                .condition_expression("holder = :holder")
+                .expression_attribute_values(":holder", s(holder)),
         };
-        match request.send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::Conflict)
-            }
-            Err(err) => Err(sdk_error(err)),
-        }
+        written(request.send().await, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 
-    async fn complete(&self, record: &Record) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(record)?))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
+    async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("id", s(key))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        written(result, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(&format!("{CLAIM_PREFIX}{}", claim.account_id)))
+            .item("owner", s(&claim.owner))
+            .item("since", n(claim.since))
+            .item("expiration", n(claim.expiration))
+            .condition_expression("attribute_not_exists(id) OR #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .send()
+            .await;
+        written(result, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(&format!("{CLAIM_PREFIX}{account_id}")))
+            .consistent_read(true)
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok(())
+        output
+            .item
+            .as_ref()
+            .map(|item| {
+                Ok(Claim {
+                    account_id: account_id.to_owned(),
+                    owner: text(item, "owner")?,
+                    since: number(item, "since")?,
+                    expiration: number(item, "expiration")?,
+                })
+            })
+            .transpose()
     }
 }
 
@@ -352,7 +604,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::fakes::{account, FakeChime, FakeStore};
+    use crate::fakes::{account, FakeChime, FakeStore, Step};
     use crate::onboard::ChimeErrorKind;
 
     fn window() -> Window {
@@ -368,76 +620,230 @@ mod tests {
         AccountName::parse(n).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn chime_error(kind: ChimeErrorKind) -> OnboardError {
+        OnboardError::Chime {
+            kind,
+            message: String::new(),
+        }
+    }
+
+    fn timestamp(ms: u64) -> String {
+        DateTime::from_millis(ms as i64)
+            .fmt(Format::DateTime)
+            .unwrap_or_default()
+    }
+
+    async fn once(
+        store: &FakeStore,
+        chime: &FakeChime,
+        key: &str,
+        n: &str,
+    ) -> Result<Onboarded, OnboardError> {
+        create_once(store, chime, key, &name(n), window()).await
+    }
+
     #[tokio::test]
     async fn a_repeat_returns_the_first_account_and_a_mismatch_is_refused() {
         let (store, chime) = (FakeStore::default(), FakeChime::default());
-        let first = create_once(&store, &chime, "k", &name("Acme"), window()).await;
-        let again = create_once(&store, &chime, "k", &name("Acme"), window()).await;
-        assert_eq!(first, again);
+        let first = once(&store, &chime, "k", "Acme").await;
+        let again = once(&store, &chime, "k", "Acme").await;
+        assert!(matches!(first, Ok(Onboarded::Created(_))), "{first:?}");
+        assert_eq!(
+            first.map(Onboarded::into_account),
+            again.map(|a| match a {
+                Onboarded::Repeated(a) => a,
+                other => panic!("{other:?}"),
+            })
+        );
         assert_eq!(chime.names(), ["Acme"]);
-        let other = create_once(&store, &chime, "k", &name("Other"), window()).await;
+        let other = once(&store, &chime, "k", "Other").await;
         assert_eq!(other, Err(OnboardError::IdempotencyKeyReused));
+        // The record keeps a fingerprint, never the name.
+        let record = store.get("k").await.ok().flatten();
+        assert_eq!(
+            record.map(|r| r.fingerprint),
+            Some(fingerprint(&name("Acme")))
+        );
     }
 
     #[tokio::test]
-    async fn a_live_holder_blocks_and_a_failure_releases_the_key() {
-        let (store, chime) = (Arc::new(FakeStore::default()), FakeChime::default());
-        chime.fail_next([OnboardError::Chime {
-            kind: ChimeErrorKind::Unavailable,
-            message: String::new(),
-        }]);
-        let failed = create_once(store.as_ref(), &chime, "k", &name("Acme"), window()).await;
+    async fn a_clean_failure_releases_the_key_and_a_live_holder_blocks() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        chime.script([Step::Fail(chime_error(ChimeErrorKind::BadRequest))]);
+        let failed = once(&store, &chime, "k", "Acme").await;
         assert!(failed.is_err());
-        assert!(store.get("k").await.ok().flatten().is_none(), "released");
+        assert!(store.get("k").await.ok().flatten().is_none(), "deleted");
 
-        let mut held = Record {
+        let now = millis(SystemTime::now());
+        let held = Record {
             key: "h".into(),
             status: RecordStatus::InProgress,
-            fingerprint: "Acme".into(),
-            expiration: millis(SystemTime::now()) / 1000 + 3600,
-            in_progress_expiration: millis(SystemTime::now()) + 60_000,
-            started_at: 1,
+            fingerprint: fingerprint(&name("Acme")),
+            expiration: now / 1000 + 3600,
+            held_until: now + 60_000,
+            holder: "other".into(),
+            since: now,
+            verify: false,
             account: None,
         };
-        let _ = store.put(&held, None).await;
-        let busy = create_once(store.as_ref(), &chime, "h", &name("Acme"), window()).await;
+        let _ = store.put(&held, Expect::Absent).await;
+        let busy = once(&store, &chime, "h", "Acme").await;
         assert_eq!(busy, Err(OnboardError::IdempotencyInProgress));
-
-        // Once the holder is presumed dead, the key is taken over.
-        held.in_progress_expiration = 1;
-        let _ = store.complete(&held).await;
-        let taken = create_once(store.as_ref(), &chime, "h", &name("Acme"), window()).await;
-        assert!(taken.is_ok());
     }
 
     #[tokio::test]
-    async fn a_takeover_adopts_what_the_dead_holder_created() {
+    async fn throttling_is_retried_in_the_call_and_a_5xx_is_never_resent() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        chime.script([
+            Step::Fail(chime_error(ChimeErrorKind::Throttled)),
+            Step::Fail(chime_error(ChimeErrorKind::Throttled)),
+        ]);
+        let created = once(&store, &chime, "t", "Acme").await;
+        assert!(matches!(created, Ok(Onboarded::Created(_))), "{created:?}");
+        assert_eq!(chime.creates(), 3);
+
+        // A 503 that created nothing: one create, the record kept for verification.
+        chime.script([Step::Fail(chime_error(ChimeErrorKind::Unavailable))]);
+        let failed = once(&store, &chime, "u", "Other").await;
+        assert_eq!(failed, Err(chime_error(ChimeErrorKind::Unavailable)));
+        assert_eq!(chime.creates(), 4, "not re-sent");
+        let kept = store.get("u").await.ok().flatten();
+        assert!(
+            kept.as_ref().is_some_and(|r| r.verify && r.held_until == 0),
+            "{kept:?}"
+        );
+        // The next request verifies, finds nothing, creates once.
+        let retried = once(&store, &chime, "u", "Other").await;
+        assert!(matches!(retried, Ok(Onboarded::Created(_))), "{retried:?}");
+        assert_eq!(chime.names(), ["Acme", "Other"]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_then_failure_is_adopted_not_created_twice() {
+        for error in [
+            chime_error(ChimeErrorKind::ServiceFailure),
+            chime_error(ChimeErrorKind::Unavailable),
+            OnboardError::ChimeTimeout,
+            OnboardError::ChimeUnreachable {
+                reason: "reset".into(),
+                request_sent: true,
+            },
+        ] {
+            let (store, chime) = (FakeStore::default(), FakeChime::default());
+            chime.script([Step::CommitThenFail(error.clone())]);
+            let adopted = once(&store, &chime, "k", "Acme").await;
+            assert!(
+                matches!(adopted, Ok(Onboarded::Adopted(_))),
+                "{error:?}: {adopted:?}"
+            );
+            assert_eq!(chime.names(), ["Acme"], "{error:?}");
+            assert_eq!(chime.creates(), 1, "{error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn when_verification_fails_the_next_request_verifies_again() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        chime.script([Step::CommitThenFail(chime_error(
+            ChimeErrorKind::ServiceFailure,
+        ))]);
+        chime.fail_lists([chime_error(ChimeErrorKind::Throttled)]);
+        let failed = once(&store, &chime, "k", "Acme").await;
+        assert_eq!(failed, Err(chime_error(ChimeErrorKind::ServiceFailure)));
+        let adopted = once(&store, &chime, "k", "Acme").await;
+        assert!(matches!(adopted, Ok(Onboarded::Adopted(_))), "{adopted:?}");
+        assert_eq!(chime.names(), ["Acme"]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_holder_is_taken_over_and_what_it_created_adopted() {
         let (store, chime) = (FakeStore::default(), FakeChime::default());
         let started = millis(SystemTime::now()) - 5_000;
-        let recent = DateTime::from_millis(started as i64 + 1_000)
-            .fmt(Format::DateTime)
-            .unwrap_or_default();
-        // An old account of the same name, and the one the dead holder created.
-        chime
-            .accounts
-            .lock()
-            .map(|mut a| {
-                a.push(account("old", "Acme", "2020-01-01T00:00:00Z"));
-                a.push(account("new", "Acme", &recent));
-            })
-            .unwrap_or_default();
+        chime.insert(account("old", "Acme", "2020-01-01T00:00:00Z"));
+        chime.insert(account("new", "Acme", &timestamp(started + 1_000)));
         let dead = Record {
             key: "k".into(),
             status: RecordStatus::InProgress,
-            fingerprint: "Acme".into(),
+            fingerprint: fingerprint(&name("Acme")),
             expiration: started / 1000 + 3600,
-            in_progress_expiration: started + 1_000,
-            started_at: started,
+            held_until: started + 1_000,
+            holder: "dead".into(),
+            since: started,
+            verify: false,
             account: None,
         };
-        let _ = store.put(&dead, None).await;
-        let adopted = create_once(&store, &chime, "k", &name("Acme"), window()).await;
-        assert_eq!(adopted.map(|a| a.account_id), Ok("new".to_owned()));
-        assert_eq!(chime.names().len(), 2, "nothing new created");
+        let _ = store.put(&dead, Expect::Absent).await;
+        let adopted = once(&store, &chime, "k", "Acme").await;
+        assert_eq!(
+            adopted.map(|a| a.account().account_id.clone()),
+            Ok("new".to_owned())
+        );
+        assert_eq!(chime.creates(), 0, "nothing new created");
+        // The dead holder's late writes are fenced off.
+        let late = Record {
+            status: RecordStatus::Completed,
+            ..dead
+        };
+        assert_eq!(
+            store.put(&late, Expect::Holder("dead")).await,
+            Ok(Written::Conflict)
+        );
+        assert_eq!(store.delete("k", "dead").await, Ok(Written::Conflict));
+    }
+
+    #[tokio::test]
+    async fn two_keys_with_one_name_each_adopt_only_their_own() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        // A's create committed, then failed; its verification failed too.
+        chime.script([Step::CommitThenFail(chime_error(
+            ChimeErrorKind::ServiceFailure,
+        ))]);
+        chime.fail_lists([chime_error(ChimeErrorKind::Unavailable)]);
+        assert!(once(&store, &chime, "a", "Acme").await.is_err());
+        // B, same name, creates and claims its own.
+        let b = once(&store, &chime, "b", "Acme").await;
+        assert!(matches!(b, Ok(Onboarded::Created(_))), "{b:?}");
+        // A's retry adopts the account its first attempt made, not B's.
+        let a = once(&store, &chime, "a", "Acme").await;
+        assert!(matches!(a, Ok(Onboarded::Adopted(_))), "{a:?}");
+        let (a, b) = (
+            a.map(Onboarded::into_account).ok(),
+            b.map(Onboarded::into_account).ok(),
+        );
+        assert_eq!(a.map(|a| a.account_id), Some("acct-1".to_owned()));
+        assert_eq!(b.map(|b| b.account_id), Some("acct-2".to_owned()));
+        assert_eq!(chime.creates(), 2);
+
+        // C, same name, 503 before the commit: its retry finds both claimed and creates.
+        chime.script([Step::Fail(chime_error(ChimeErrorKind::Unavailable))]);
+        assert!(once(&store, &chime, "c", "Acme").await.is_err());
+        let c = once(&store, &chime, "c", "Acme").await;
+        assert_eq!(
+            c.map(|c| c.account().account_id.clone()),
+            Ok("acct-3".to_owned())
+        );
+        assert_eq!(chime.names().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_creator_that_loses_its_claim_adopts_the_winners_stray() {
+        let (store, chime) = (Arc::new(FakeStore::default()), FakeChime::default());
+        let now = millis(SystemTime::now());
+        // Key "a" (started 2 s ago) committed a stray, then its verification
+        // claimed the account "b" is about to create ("acct-2") before "b" could.
+        chime.insert(account("acct-1", "Acme", &timestamp(now - 1_500)));
+        let claimed = Claim {
+            account_id: "acct-2".into(),
+            owner: "a".into(),
+            since: now - 2_000,
+            expiration: now / 1000 + 3600,
+        };
+        assert_eq!(store.claim(&claimed).await, Ok(Written::Yes));
+        let b = create_once(store.as_ref(), &chime, "b", &name("Acme"), window()).await;
+        assert_eq!(
+            b.map(|b| b.account().account_id.clone()),
+            Ok("acct-1".to_owned())
+        );
+        assert_eq!(chime.creates(), 1, "no third account");
     }
 }

@@ -1,16 +1,18 @@
-//! The domain: what an onboarding request is, the account-name rule, the create
-//! flow and the errors it can end in.
+//! The domain: what an onboarding request is, the account-name rule, the Chime
+//! port, the create step and the errors it can end in.
 //!
 //! This module knows nothing of HTTP or SQS. Adapters hand it the request
 //! document (`{"Name": ..., "RequestId": ...}`, the same JSON on both ingress
-//! paths) and read back an [`Account`] or an [`OnboardError`], whose
+//! paths) and read back an [`Onboarded`] account or an [`OnboardError`], whose
 //! [`OnboardError::code`] and [`OnboardError::class`] tell them how to answer.
-//! Contract: DESIGN.md, "The account name".
+//! The domain owns its Chime port ([`ChimeAccounts`]); `chime.rs` implements it.
+//! Contract: DESIGN.md, "The account name" and "Exactly once".
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::chime::ChimeAccounts;
 
 /// Longest accepted name, in Unicode scalar values (Chime's limit).
 pub const MAX_NAME_CHARS: usize = 100;
@@ -258,7 +260,12 @@ pub enum OnboardError {
     #[error("Chime did not answer within the configured timeout")]
     ChimeTimeout,
     #[error("Chime could not be reached: {reason}")]
-    ChimeUnreachable { reason: String },
+    ChimeUnreachable {
+        reason: String,
+        /// Whether the request may have reached Chime (a reset or a broken
+        /// response after it was sent), as opposed to a connection that was never made.
+        request_sent: bool,
+    },
     #[error("this idempotency key was already used with a different account name")]
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still in progress")]
@@ -285,6 +292,35 @@ impl OnboardError {
             Self::IdempotencyKeyReused => "IdempotencyKeyReused",
             Self::IdempotencyInProgress => "IdempotencyInProgress",
             Self::IdempotencyStore { .. } => "IdempotencyStoreFailed",
+        }
+    }
+
+    /// Whether Chime may have created the account although the call failed: a
+    /// 5xx, an unreadable answer, a timeout, or a connection lost after the
+    /// request was sent. Such an outcome is never re-sent blind (DESIGN.md,
+    /// "Exactly once"): it is verified first.
+    pub fn may_have_created(&self) -> bool {
+        match self {
+            Self::Chime { kind, .. } => matches!(
+                kind,
+                ChimeErrorKind::ServiceFailure
+                    | ChimeErrorKind::Unavailable
+                    | ChimeErrorKind::Other
+            ),
+            Self::ChimeTimeout => true,
+            Self::ChimeUnreachable { request_sent, .. } => *request_sent,
+            _ => false,
+        }
+    }
+
+    /// Whether a create that ended in this error may be sent again at once:
+    /// Chime refused it before doing anything (throttling), or the request
+    /// never left (no connection).
+    fn retry_now(&self) -> bool {
+        match self {
+            Self::Chime { kind, .. } => *kind == ChimeErrorKind::Throttled,
+            Self::ChimeUnreachable { request_sent, .. } => !request_sent,
+            _ => false,
         }
     }
 
@@ -319,15 +355,85 @@ impl OnboardError {
     }
 }
 
-/// Creates the account. The one place the function calls Chime to create.
+/// What the function asks of Chime: the domain's port, implemented with
+/// `aws-sdk-chime` in `chime.rs` and in memory for unit tests.
+#[async_trait]
+pub trait ChimeAccounts: Send + Sync {
+    /// `CreateAccount`, sent exactly once: an implementation must never
+    /// re-send it itself (CreateAccount takes no client token, so Chime cannot
+    /// tell a retry from a second request).
+    async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError>;
+    /// Every account named exactly `name` (`ListAccounts`, all pages; Chime's
+    /// filter also matches longer names, which the implementation drops).
+    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError>;
+}
+
+/// How a request ended with an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Onboarded {
+    /// This request created it.
+    Created(Account),
+    /// An earlier attempt of this request created it, and it was found by
+    /// verification after an ambiguous outcome (or a crash).
+    Adopted(Account),
+    /// The request was already completed; this is its account again.
+    Repeated(Account),
+}
+
+impl Onboarded {
+    /// The account, however it was reached.
+    pub fn account(&self) -> &Account {
+        match self {
+            Self::Created(a) | Self::Adopted(a) | Self::Repeated(a) => a,
+        }
+    }
+
+    /// Takes the account out.
+    pub fn into_account(self) -> Account {
+        match self {
+            Self::Created(a) | Self::Adopted(a) | Self::Repeated(a) => a,
+        }
+    }
+}
+
+/// Attempts of one create, when Chime throttles or the connection is never made.
+pub const CREATE_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; doubled for each further one, with jitter.
+const CREATE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Creates the account: the one place the function calls Chime to create.
+///
+/// Retries, with a short jittered backoff, only outcomes known to have created
+/// nothing ([`CREATE_ATTEMPTS`] in all); any other error, ambiguous ones
+/// included, is returned as it is for the caller to verify or report.
 pub async fn create_account(
     chime: &dyn ChimeAccounts,
     name: &AccountName,
 ) -> Result<Account, OnboardError> {
-    let account = chime.create_account(name).await?;
+    let mut attempt = 1;
+    let account = loop {
+        match chime.create_account(name).await {
+            Ok(account) => break account,
+            Err(err) if err.retry_now() && attempt < CREATE_ATTEMPTS => {
+                let pause = CREATE_BACKOFF * 2u32.pow(attempt - 1);
+                tokio::time::sleep(pause.mul_f64(0.5 + jitter() * 0.5)).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    };
     // The audit line: which account was created, never the name itself.
-    tracing::info!(account_id = %account.account_id, name_chars = name.as_str().chars().count(), "account created");
+    tracing::info!(account_id = %account.account_id, name_chars = name.as_str().chars().count(), attempt, "account created");
     Ok(account)
+}
+
+/// A number in `0..1` that differs between concurrent callers (spreads retries).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]

@@ -96,6 +96,22 @@ pub trait ReplySender: Send + Sync {
     async fn send_reply(&self, to: &Destination, reply: &Reply) -> Result<(), ReplyFailed>;
 }
 
+/// The longest `MessageDeduplicationId` SQS accepts.
+const MAX_DEDUPLICATION_ID: usize = 128;
+
+/// A FIFO reply's `MessageDeduplicationId`: `RequestId:Status`, so the same
+/// reply sent twice (a redelivery) is dropped but a `Created` after an earlier
+/// `Failed` is not. A `RequestId` too long for that gets its SHA-256 instead.
+pub fn deduplication_id(reply: &Reply) -> String {
+    let id = format!("{}:{}", reply.request_id, reply.status.as_str());
+    if id.len() <= MAX_DEDUPLICATION_ID {
+        return id;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, reply.request_id.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}:{}", reply.status.as_str())
+}
+
 fn string_attribute(value: &str) -> Option<MessageAttributeValue> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -128,7 +144,7 @@ impl ReplySender for aws_sdk_sqs::Client {
         if to.is_fifo() {
             request = request
                 .message_group_id(&to.fifo_group)
-                .message_deduplication_id(&reply.request_id);
+                .message_deduplication_id(deduplication_id(reply));
         }
         request.send().await.map_err(|e| {
             failed(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
@@ -140,6 +156,26 @@ impl ReplySender for aws_sdk_sqs::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifo_deduplication_ids_tell_statuses_apart_and_fit_sqs() {
+        let mut reply = Reply {
+            request_id: "r-1".into(),
+            correlation_id: None,
+            status: Status::Failed,
+            account_id: None,
+            account: None,
+            error: None,
+            source_message_id: "m-1".into(),
+        };
+        assert_eq!(deduplication_id(&reply), "r-1:Failed");
+        reply.status = Status::Created;
+        assert_eq!(deduplication_id(&reply), "r-1:Created");
+        reply.request_id = "x".repeat(128);
+        let long = deduplication_id(&reply);
+        assert_eq!(long.len(), 64 + ":Created".len());
+        assert!(long.ends_with(":Created"));
+    }
 
     #[test]
     fn reply_body_uses_the_contract_names_and_omits_absent_members() {

@@ -1,32 +1,94 @@
 //! The SQS adapter: runs a batch of onboarding messages and reports partial
-//! failures (DESIGN.md, "SQS contract").
+//! failures (DESIGN.md, "SQS contract" and "Exactly once").
 //!
-//! Each message ends in an [`Outcome`]: done (a `Created` or `Rejected` reply
-//! was sent) or retry (listed in `batchItemFailures`, with a `Failed` reply
-//! when it was the last attempt). Standard queues run up to `MAX_CONCURRENCY`
-//! messages at once; FIFO queues run each message group in order and stop a
-//! group at its first failure, reporting the group's later messages failed,
-//! unprocessed, as Powertools' FIFO processor does.
+//! Per message, a pure decision ([`Outcome::decide`]: created, adopted,
+//! rejected, retry or failed, each carrying its payload) is kept apart from its
+//! delivery ([`deliver`]: the reply, and whether the message goes back to the
+//! queue). Standard queues run up to `MAX_CONCURRENCY` messages at once; FIFO
+//! queues run each message group in order and stop a group at its first
+//! failure, reporting the group's later messages failed, unprocessed, as
+//! Powertools' FIFO processor does. A message is not started when the
+//! invocation has no time left to finish it ([`has_time`]).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::Context;
 use tracing::Instrument;
 
-use crate::app::App;
-use crate::event::UnknownEvent;
-use crate::onboard::{Account, RequestDocument};
+use crate::app::{App, AWS_CALL_TIMEOUT};
+use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
 use crate::reply::{Destination, Reply, ReplyError, Status};
 
-/// What became of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An SQS batch that cannot be processed at all: Lambda returns it whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed SQS batch: {reason}")]
+pub struct MalformedBatch {
+    pub reason: String,
+}
+
+/// What should become of one message: decided without side effects.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Finished: its reply is sent; SQS may delete it.
-    Done(Status),
-    /// Must be delivered again (or, on the last attempt, go to the DLQ).
-    Retry,
+    /// This delivery created the account (or repeated a completed request).
+    Created(Account),
+    /// An earlier, ambiguous attempt had created it; verification found it.
+    Adopted(Account),
+    /// The request can never succeed as sent.
+    Rejected(ReplyError),
+    /// A transient failure: SQS delivers the message again; no reply yet.
+    Retry(ReplyError),
+    /// A transient failure on the last delivery: a `Failed` reply, then the DLQ.
+    Failed(ReplyError),
+}
+
+impl Outcome {
+    /// Decides from the create result and whether this delivery is the last.
+    pub fn decide(result: Result<Onboarded, OnboardError>, last_attempt: bool) -> Self {
+        match result {
+            Ok(Onboarded::Adopted(account)) => Self::Adopted(account),
+            Ok(onboarded) => Self::Created(onboarded.into_account()),
+            Err(err) => Self::from_error(
+                ReplyError::from(&err),
+                err.class().is_transient(),
+                last_attempt,
+            ),
+        }
+    }
+
+    fn from_error(error: ReplyError, transient: bool, last_attempt: bool) -> Self {
+        match (transient, last_attempt) {
+            (false, _) => Self::Rejected(error),
+            (true, false) => Self::Retry(error),
+            (true, true) => Self::Failed(error),
+        }
+    }
+
+    /// The reply this outcome sends, if any.
+    fn reply_status(&self) -> Option<Status> {
+        match self {
+            Self::Created(_) | Self::Adopted(_) => Some(Status::Created),
+            Self::Rejected(_) => Some(Status::Rejected),
+            Self::Failed(_) => Some(Status::Failed),
+            Self::Retry(_) => None,
+        }
+    }
+
+    /// Whether SQS must keep the message (listed in `batchItemFailures`).
+    fn keeps_message(&self) -> bool {
+        matches!(self, Self::Retry(_) | Self::Failed(_))
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Created(_) => "Created",
+            Self::Adopted(_) => "Adopted",
+            Self::Rejected(_) => "Rejected",
+            Self::Retry(_) => "Retry",
+            Self::Failed(_) => "Failed",
+        }
+    }
 }
 
 /// One message's identity and routing, read from the SQS record.
@@ -66,7 +128,7 @@ pub async fn handle_batch(
     app: &App,
     event: SqsEvent,
     context: &Context,
-) -> Result<SqsBatchResponse, UnknownEvent> {
+) -> Result<SqsBatchResponse, MalformedBatch> {
     // Every record must be identifiable before any work starts: a failure
     // cannot be reported for a message without an id.
     let messages = event
@@ -74,7 +136,7 @@ pub async fn handle_batch(
         .iter()
         .map(|m| Envelope::of(m).map(|e| (e, m)))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| UnknownEvent {
+        .ok_or_else(|| MalformedBatch {
             reason: "an SQS record has no messageId".to_owned(),
         })?;
     let fifo = event.records.iter().any(|m| {
@@ -89,8 +151,9 @@ pub async fn handle_batch(
     } else {
         stream::iter(&messages)
             .map(|(envelope, message)| async move {
-                let outcome = process(app, envelope, message, deadline).await;
-                (outcome == Outcome::Retry).then_some(envelope.message_id)
+                process(app, envelope, message, deadline)
+                    .await
+                    .then_some(envelope.message_id)
             })
             .buffer_unordered(app.config.max_concurrency)
             .filter_map(|id| async move { id })
@@ -129,11 +192,7 @@ async fn run_fifo<'a>(
         .map(|(_, members)| async move {
             let mut failed = Vec::new();
             for (envelope, message) in members {
-                if !failed.is_empty() {
-                    failed.push(envelope.message_id);
-                    continue;
-                }
-                if process(app, envelope, message, deadline).await == Outcome::Retry {
+                if !failed.is_empty() || process(app, envelope, message, deadline).await {
                     failed.push(envelope.message_id);
                 }
             }
@@ -145,13 +204,23 @@ async fn run_fifo<'a>(
         .await
 }
 
-/// Processes one message inside a span carrying its id.
+/// Whether the invocation can still finish one message: a Chime call plus the
+/// store and reply calls. A deadline in the past means none was given (local
+/// runs, unit tests): no budget then.
+pub fn has_time(deadline: SystemTime, chime_timeout: Duration) -> bool {
+    let Ok(remaining) = deadline.duration_since(SystemTime::now()) else {
+        return deadline <= SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+    };
+    remaining >= chime_timeout + AWS_CALL_TIMEOUT
+}
+
+/// Processes one message inside a span carrying its id; `true` when SQS must keep it.
 async fn process(
     app: &App,
     envelope: &Envelope<'_>,
     message: &SqsMessage,
     deadline: SystemTime,
-) -> Outcome {
+) -> bool {
     let span = tracing::info_span!("message", message_id = %envelope.message_id);
     process_message(app, envelope, message, deadline)
         .instrument(span)
@@ -163,7 +232,7 @@ async fn process_message(
     envelope: &Envelope<'_>,
     message: &SqsMessage,
     deadline: SystemTime,
-) -> Outcome {
+) -> bool {
     let body = message.body.as_deref().unwrap_or_default().as_bytes();
     let document = RequestDocument::parse(body);
     // The reply names the caller's RequestId even when the name is bad.
@@ -172,22 +241,7 @@ async fn process_message(
         .ok()
         .and_then(|d| d.request_id.clone())
         .unwrap_or_else(|| envelope.message_id.to_owned());
-    let parsed = document.and_then(RequestDocument::validate);
-    let reply = |status, result: Result<Account, ReplyError>| {
-        let (account, error) = match result {
-            Ok(account) => (Some(account), None),
-            Err(error) => (None, Some(error)),
-        };
-        Reply {
-            request_id: request_id.clone(),
-            correlation_id: envelope.correlation_id.map(str::to_owned),
-            status,
-            account_id: account.as_ref().map(|a| a.account_id.clone()),
-            account,
-            error,
-            source_message_id: envelope.message_id.to_owned(),
-        }
-    };
+    let last_attempt = envelope.receive_count >= app.config.max_receive_count;
 
     // A ReplyTo outside the allow-list is refused before anything is created;
     // the refusal goes to the default queue, never to the named one.
@@ -202,57 +256,73 @@ async fn process_message(
         fifo_group: envelope.group.unwrap_or(&request_id).to_owned(),
     });
 
-    let result: Result<Account, (ReplyError, bool)> = if refused_reply_to {
-        let error = ReplyError {
+    let outcome = if refused_reply_to {
+        Outcome::Rejected(ReplyError {
             code: "ReplyToNotAllowed".to_owned(),
             message: "the ReplyTo queue is not in ALLOWED_REPLY_QUEUES".to_owned(),
-        };
-        Err((error, false))
+        })
     } else {
-        match parsed {
-            Err(err) => Err((ReplyError::from(&err), false)),
+        match document.and_then(RequestDocument::validate) {
+            Err(err) => Outcome::decide(Err(err), last_attempt),
+            Ok(_) if !has_time(deadline, app.config.chime_timeout) => Outcome::from_error(
+                ReplyError {
+                    code: "TimeBudgetExhausted".to_owned(),
+                    message: "the invocation had no time left to start this request".to_owned(),
+                },
+                true,
+                last_attempt,
+            ),
             Ok(request) => {
                 let key = format!("sqs#{request_id}");
-                app.create(Some(&key), &request.name, deadline)
-                    .await
-                    .map_err(|err| (ReplyError::from(&err), err.class().is_transient()))
+                Outcome::decide(
+                    app.create(Some(&key), &request.name, deadline).await,
+                    last_attempt,
+                )
             }
         }
     };
-    let transient = matches!(result, Err((_, true)));
-    let status = match &result {
-        Ok(_) => Status::Created,
-        Err((_, true)) => Status::Failed,
-        Err((_, false)) => Status::Rejected,
-    };
-    let result = result.map_err(|(error, _)| error);
+    tracing::info!(request_id = %request_id, outcome = outcome.label(), receive_count = envelope.receive_count, "message processed");
+    deliver(app, envelope, &request_id, destination.as_ref(), outcome).await
+}
 
-    let last_attempt = envelope.receive_count >= app.config.max_receive_count;
-    let code = result.as_ref().err().map(|e| e.code.clone());
-    tracing::info!(request_id = %request_id, status = status.as_str(), transient, code, receive_count = envelope.receive_count, "message processed");
-    if transient && !last_attempt {
-        // No reply yet: SQS delivers the message again.
-        return Outcome::Retry;
-    }
+/// Sends the outcome's reply, if it has one; `true` when SQS must keep the
+/// message (a retry, a last failure, or a reply that could not be sent).
+async fn deliver(
+    app: &App,
+    envelope: &Envelope<'_>,
+    request_id: &str,
+    destination: Option<&Destination>,
+    outcome: Outcome,
+) -> bool {
+    let keep = outcome.keeps_message();
+    let Some(status) = outcome.reply_status() else {
+        return keep;
+    };
     let Some(destination) = destination else {
         tracing::warn!("no reply queue: set REPLY_QUEUE_URL or send an allowed ReplyTo");
-        return if transient {
-            Outcome::Retry
-        } else {
-            Outcome::Done(status)
-        };
+        return keep;
     };
-    let sent = app
-        .replies
-        .send_reply(&destination, &reply(status, result))
-        .await;
-    match sent {
+    let (account, error) = match outcome {
+        Outcome::Created(account) | Outcome::Adopted(account) => (Some(account), None),
+        Outcome::Rejected(error) | Outcome::Retry(error) | Outcome::Failed(error) => {
+            (None, Some(error))
+        }
+    };
+    let reply = Reply {
+        request_id: request_id.to_owned(),
+        correlation_id: envelope.correlation_id.map(str::to_owned),
+        status,
+        account_id: account.as_ref().map(|a| a.account_id.clone()),
+        account,
+        error,
+        source_message_id: envelope.message_id.to_owned(),
+    };
+    match app.replies.send_reply(destination, &reply).await {
+        Ok(()) => keep,
         Err(err) => {
             tracing::error!(error = %err, "reply not sent; the message will be retried");
-            Outcome::Retry
+            true
         }
-        Ok(()) if transient => Outcome::Retry,
-        Ok(()) => Outcome::Done(status),
     }
 }
 
@@ -269,10 +339,11 @@ mod tests {
     use crate::fakes::{app, FakeChime, FakeReplies, FakeStore};
     use crate::onboard::{ChimeErrorKind, OnboardError};
 
-    fn throttled() -> OnboardError {
+    /// A transient error the create step does not retry itself.
+    fn unavailable() -> OnboardError {
         OnboardError::Chime {
-            kind: ChimeErrorKind::Throttled,
-            message: "slow down".into(),
+            kind: ChimeErrorKind::Unavailable,
+            message: "try later".into(),
         }
     }
 
@@ -344,7 +415,7 @@ mod tests {
         let chime = Arc::new(FakeChime::default());
         let replies = Arc::new(FakeReplies::default());
         let app = app(chime.clone(), replies.clone(), None, Config::default());
-        chime.fail_next([throttled(), throttled()]);
+        chime.fail_next([unavailable(), unavailable()]);
         let response = run(
             &app,
             batch(&[("a", "A", None, 4), ("b", "B", None, 5)], false),
@@ -379,7 +450,7 @@ mod tests {
             ..Config::default()
         };
         let app = app(chime.clone(), replies.clone(), None, config);
-        chime.fail_next([throttled()]);
+        chime.fail_next([unavailable()]);
         let event = batch(
             &[
                 ("a1", "A1", Some("a"), 1),

@@ -2,7 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chime_onboard::idempotency::{IdempotencyStore, Record, RecordStatus};
+use chime_onboard::idempotency::{fingerprint, Expect, IdempotencyStore, Record, RecordStatus};
+use chime_onboard::onboard::AccountName;
 use serde_json::{json, Value};
 
 use crate::support::{dynamodb_client, Options, World};
@@ -31,6 +32,10 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn print(name: &str) -> String {
+    fingerprint(&AccountName::parse(name).expect("name"))
 }
 
 fn store(world: &World) -> chime_onboard::idempotency::DynamoDbStore {
@@ -70,15 +75,17 @@ async fn a_key_in_flight_is_409() {
     let world = world().await;
     // Another invocation holds the key: it started and has not finished.
     let held = Record {
-        key: "http#key-3".into(),
+        key: "http#anonymous#key-3".into(),
         status: RecordStatus::InProgress,
-        fingerprint: "Busy".into(),
+        fingerprint: print("Busy"),
         expiration: now_ms() / 1000 + 3600,
-        in_progress_expiration: now_ms() + 60_000,
-        started_at: now_ms(),
+        held_until: now_ms() + 60_000,
+        holder: "someone".into(),
+        since: now_ms(),
+        verify: false,
         account: None,
     };
-    store(&world).put(&held, None).await.expect("put");
+    store(&world).put(&held, Expect::Absent).await.expect("put");
     let response = world.invoke(post("Busy", "key-3")).await;
     assert_eq!(response["statusCode"], json!(409), "{response}");
     assert_eq!(body(&response)["code"], json!("IdempotencyInProgress"));
@@ -88,40 +95,47 @@ async fn a_key_in_flight_is_409() {
 #[tokio::test]
 async fn a_dead_holders_account_is_found_not_created_again() {
     let world = world().await;
-    // An earlier invocation created the account, then died before recording it.
+    // An earlier invocation created the account, then died before recording
+    // (or claiming) it.
     let started = now_ms() - 120_000;
-    let first = world
-        .invoke({
-            let mut e = crate::event!("apigw-v2-post-accounts.json");
-            e["body"] = json!(json!({"Name": "Crashed Co"}).to_string());
-            e
-        })
-        .await;
-    let created_id = body(&first)["AccountId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created_id = world
+        .chime_client()
+        .create_account()
+        .name("Crashed Co")
+        .send()
+        .await
+        .expect("create")
+        .account
+        .map(|a| a.account_id)
+        .unwrap_or_default();
     let dead = Record {
-        key: "http#key-4".into(),
+        key: "http#anonymous#key-4".into(),
         status: RecordStatus::InProgress,
-        fingerprint: "Crashed Co".into(),
+        fingerprint: print("Crashed Co"),
         expiration: now_ms() / 1000 + 3600,
-        in_progress_expiration: now_ms() - 1000,
-        started_at: started,
+        held_until: now_ms() - 1000,
+        holder: "dead".into(),
+        since: started,
+        verify: false,
         account: None,
     };
-    store(&world).put(&dead, None).await.expect("put");
+    store(&world).put(&dead, Expect::Absent).await.expect("put");
     let response = world.invoke(post("Crashed Co", "key-4")).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
     assert_eq!(body(&response)["AccountId"], json!(created_id));
     assert_eq!(world.account_names(), ["Crashed Co"]);
-    let record = store(&world).get("http#key-4").await.expect("get");
+    let record = store(&world)
+        .get("http#anonymous#key-4")
+        .await
+        .expect("get");
     assert_eq!(record.map(|r| r.status), Some(RecordStatus::Completed));
 }
 
 #[tokio::test]
-async fn a_failed_create_releases_the_key() {
+async fn a_503_is_answered_as_such_and_the_retry_verifies_then_creates() {
     let world = world().await;
+    // The create's 503 is not re-sent; the verification's ListAccounts gets the
+    // other two and succeeds on the SDK's third attempt, finding nothing.
     world.set_faults(json!({"fail_next": vec!["ServiceUnavailableException"; 3]}));
     assert_eq!(
         world.invoke(post("Retry Me", "key-5")).await["statusCode"],
@@ -132,6 +146,34 @@ async fn a_failed_create_releases_the_key() {
         json!(201)
     );
     assert_eq!(world.account_names(), ["Retry Me"]);
+    let creates: u64 = world.chime.stats().by_operation["CreateAccount"]
+        .values()
+        .sum();
+    assert_eq!(creates, 2, "one create each, never re-sent by the SDK");
+}
+
+#[tokio::test]
+async fn equal_keys_of_two_callers_are_two_requests() {
+    let world = world().await;
+    // A key another caller (principal) used is not this caller's.
+    let foreign = Record {
+        key: "http#jwt:https://issuer#someone-else#shared-key".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: print("Other Caller"),
+        expiration: now_ms() / 1000 + 3600,
+        held_until: now_ms() + 60_000,
+        holder: "other".into(),
+        since: now_ms(),
+        verify: false,
+        account: None,
+    };
+    store(&world)
+        .put(&foreign, Expect::Absent)
+        .await
+        .expect("put");
+    let response = world.invoke(post("Mine", "shared-key")).await;
+    assert_eq!(response["statusCode"], json!(201), "{response}");
+    assert_eq!(world.account_names(), ["Mine"]);
 }
 
 #[tokio::test]

@@ -233,16 +233,27 @@ impl World {
 
     /// Invokes the real handler as the runtime would.
     pub async fn invoke(&self, payload: Value) -> Value {
+        self.invoke_with_time_left(payload, Duration::from_secs(30))
+            .await
+    }
+
+    /// Invokes the handler with `left` before the invocation's deadline.
+    pub async fn invoke_with_time_left(&self, payload: Value, left: Duration) -> Value {
         let mut context = Context::default();
         context.request_id = unique("req");
         context.deadline = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64 + 30_000)
+            .map(|d| (d + left).as_millis() as u64)
             .unwrap_or(0);
         let output = handle(&self.app, LambdaEvent::new(payload, context))
             .await
             .expect("the handler answers every supported event");
         serde_json::to_value(output).expect("the output serialises")
+    }
+
+    /// A Chime client of this world's chime-local, for work "outside" the function.
+    pub fn chime_client(&self) -> aws_sdk_chime::Client {
+        aws_sdk_chime::Client::from_conf(chime_builder(&self.chime.url()).build())
     }
 
     pub fn set_faults(&self, json: Value) {

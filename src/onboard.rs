@@ -504,6 +504,53 @@ mod tests {
         assert!(message.len() < 200, "{message}");
     }
 
+    #[tokio::test]
+    async fn only_creates_known_to_have_created_nothing_are_sent_again() {
+        use crate::fakes::FakeChime;
+        let unreachable = |request_sent| OnboardError::ChimeUnreachable {
+            reason: "connection".into(),
+            request_sent,
+        };
+        let name = AccountName::parse("Acme").unwrap_or_else(|e| panic!("{e}"));
+        // Throttled, then never connected: both retried in the call.
+        let chime = FakeChime::default();
+        chime.fail_next([
+            OnboardError::Chime {
+                kind: ChimeErrorKind::Throttled,
+                message: String::new(),
+            },
+            unreachable(false),
+        ]);
+        assert!(create_account(&chime, &name).await.is_ok());
+        assert_eq!(chime.creates(), 3);
+        // Three throttles: the last one is the answer.
+        let chime = FakeChime::default();
+        chime.fail_next((0..3).map(|_| OnboardError::Chime {
+            kind: ChimeErrorKind::Throttled,
+            message: String::new(),
+        }));
+        assert_eq!(
+            create_account(&chime, &name).await.map_err(|e| e.code()),
+            Err("ThrottledClientException")
+        );
+        assert_eq!(chime.creates(), CREATE_ATTEMPTS as usize);
+        // Ambiguous outcomes are answered after one call.
+        for ambiguous in [
+            unreachable(true),
+            OnboardError::ChimeTimeout,
+            OnboardError::Chime {
+                kind: ChimeErrorKind::ServiceFailure,
+                message: String::new(),
+            },
+        ] {
+            let chime = FakeChime::default();
+            chime.fail_next([ambiguous.clone()]);
+            assert_eq!(create_account(&chime, &name).await, Err(ambiguous.clone()));
+            assert_eq!(chime.creates(), 1, "{ambiguous:?}");
+            assert!(ambiguous.may_have_created());
+        }
+    }
+
     #[test]
     fn classes_split_permanent_from_transient() {
         let chime = |kind| OnboardError::Chime {

@@ -386,6 +386,42 @@ mod tests {
             .unwrap_or_default()
     }
 
+    #[test]
+    fn the_decision_follows_the_result_and_the_attempt() {
+        let account = crate::fakes::account("a-1", "Acme", "2026-01-01T00:00:00Z");
+        let created = Outcome::decide(Ok(Onboarded::Created(account.clone())), false);
+        assert_eq!(created.reply_status(), Some(Status::Created));
+        assert!(!created.keeps_message());
+        let adopted = Outcome::decide(Ok(Onboarded::Adopted(account.clone())), true);
+        assert_eq!(adopted, Outcome::Adopted(account.clone()));
+        assert_eq!(adopted.reply_status(), Some(Status::Created));
+        let repeated = Outcome::decide(Ok(Onboarded::Repeated(account.clone())), false);
+        assert_eq!(repeated, Outcome::Created(account));
+
+        let rejected = Outcome::decide(Err(OnboardError::NameEmpty), true);
+        assert!(matches!(&rejected, Outcome::Rejected(e) if e.code == "NameEmpty"));
+        assert!(!rejected.keeps_message());
+        let retry = Outcome::decide(Err(unavailable()), false);
+        assert_eq!(retry.reply_status(), None);
+        assert!(retry.keeps_message());
+        let failed = Outcome::decide(Err(unavailable()), true);
+        assert_eq!(failed.reply_status(), Some(Status::Failed));
+        assert!(failed.keeps_message());
+    }
+
+    #[test]
+    fn the_time_budget_covers_a_chime_call_and_the_reply() {
+        let chime = Duration::from_secs(2);
+        let now = SystemTime::now();
+        assert!(has_time(now + Duration::from_secs(30), chime));
+        assert!(!has_time(now + Duration::from_secs(3), chime));
+        assert!(
+            !has_time(now - Duration::from_secs(1), chime),
+            "past deadline"
+        );
+        assert!(has_time(SystemTime::UNIX_EPOCH, chime), "no deadline given");
+    }
+
     #[tokio::test]
     async fn concurrency_is_bounded_by_max_concurrency() {
         let chime = Arc::new(FakeChime {

@@ -1,24 +1,38 @@
 //! Fault injection: what can go wrong, and the seeded engine that decides, per account-API
 //! request, whether it does.
 //!
+//! Faults come in two kinds. **Before the operation**: nothing is created, the client gets an
+//! error or a reset. **After the commit** (mutating operations only: CreateAccount,
+//! UpdateAccount, DeleteAccount): the operation runs and its effect is kept, then the client
+//! gets a 500, a 503, a reset, or no answer for `withhold_ms` — the ambiguous outcome that
+//! exactly-once tests need.
+//!
 //! Order of decisions for one request (documented in the README):
 //! 1. the token bucket (`rate_limit`) is charged on arrival;
-//! 2. three numbers are drawn from the seeded RNG, always, so a seed fixes the whole sequence:
-//!    the jitter, the reset draw and the outcome draw;
+//! 2. four numbers are drawn, always, so a seed fixes the whole sequence: the jitter, the reset
+//!    draw and the outcome draw from the fault RNG, and the after-commit draw from a second RNG
+//!    seeded from the same seed (so adding after-commit rates leaves the before-operation
+//!    sequence of a seed unchanged);
 //! 3. the request waits `latency_ms + jitter` (jitter uniform in `0..=jitter_ms`);
-//! 4. then the first that applies wins: the next `fail_next` entry; a connection reset
-//!    (`reset_rate`); `ThrottledClientException` if the bucket was empty; the outcome draw
-//!    against `throttle_rate`, then `unavailable_rate`, then `failure_rate` (cumulative);
-//!    otherwise the operation runs.
+//! 4. then the first that applies wins: the next `fail_next` entry (a `Committed*` entry only
+//!    for a mutating request; a read leaves it in place and is decided as if the list were
+//!    empty); a connection reset (`reset_rate`); `ThrottledClientException` if the bucket was
+//!    empty; the outcome draw against `throttle_rate`, then `unavailable_rate`, then
+//!    `failure_rate` (cumulative); otherwise the operation runs;
+//! 5. for a mutating request whose operation ran (and succeeded), the after-commit draw against
+//!    `after_commit_failure_rate`, `after_commit_unavailable_rate`, `after_commit_reset_rate`,
+//!    then `after_commit_withhold_rate` (cumulative) decides how the answer is lost, unless a
+//!    `Committed*` `fail_next` entry already decided it.
 
 use crate::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// The fault configuration. Every field is optional in JSON; the default is "no faults".
+/// The fault configuration. Every field is optional in JSON; the default is "no faults"
+/// (`withhold_ms` defaults to 30000, which injects nothing by itself).
 /// This struct is also the body of `POST /_chime-local/faults` and what `GET` returns.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Probability (0..=1) that a request gets `ThrottledClientException` (429).
@@ -35,10 +49,46 @@ pub struct Faults {
     pub rate_limit: Option<RateLimit>,
     /// Probability (0..=1) that the connection is reset instead of answered.
     pub reset_rate: f64,
-    /// Faults for the next requests, in order, one per account-API request (any operation).
+    /// Probability (0..=1), per mutating request whose operation ran, that the effect is kept
+    /// and the answer is `ServiceFailureException` (500).
+    pub after_commit_failure_rate: f64,
+    /// Likewise, answered `ServiceUnavailableException` (503).
+    pub after_commit_unavailable_rate: f64,
+    /// Likewise, the connection is reset (RST) instead of answered.
+    pub after_commit_reset_rate: f64,
+    /// Likewise, nothing is sent for `withhold_ms`, then the connection is closed unanswered.
+    pub after_commit_withhold_rate: f64,
+    /// How long a withheld answer is held back before the connection is closed, in ms.
+    pub withhold_ms: u64,
+    /// Faults for the next requests, in order, one per account-API request (any operation);
+    /// a `Committed*` entry is taken only by a mutating request (reads pass it by).
     pub fail_next: Vec<FaultKind>,
     /// Reseeds the fault RNG when these faults are set, so the sequence is reproducible.
     pub seed: Option<u64>,
+}
+
+/// `withhold_ms` when not given: longer than any sensible client timeout.
+pub const DEFAULT_WITHHOLD_MS: u64 = 30_000;
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            throttle_rate: 0.0,
+            unavailable_rate: 0.0,
+            failure_rate: 0.0,
+            latency_ms: 0,
+            jitter_ms: 0,
+            rate_limit: None,
+            reset_rate: 0.0,
+            after_commit_failure_rate: 0.0,
+            after_commit_unavailable_rate: 0.0,
+            after_commit_reset_rate: 0.0,
+            after_commit_withhold_rate: 0.0,
+            withhold_ms: DEFAULT_WITHHOLD_MS,
+            fail_next: Vec::new(),
+            seed: None,
+        }
+    }
 }
 
 /// A token bucket: `rps` tokens per second, at most `burst` stored (the bucket starts full).
@@ -56,7 +106,9 @@ fn one() -> u32 {
     1
 }
 
-/// One injected fault, for `fail_next`: a model error by its shape name, or `ConnectionReset`.
+/// One injected fault, for `fail_next`: a model error by its shape name, or `ConnectionReset`
+/// (before the operation: nothing happens), or a `Committed*` kind (after the commit: a
+/// mutating operation runs and its effect is kept, then the answer is lost this way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum FaultKind {
@@ -78,10 +130,64 @@ pub enum FaultKind {
     UnprocessableEntityException,
     /// The TCP connection is reset (RST) instead of answered.
     ConnectionReset,
+    /// After the commit: 500 `ServiceFailureException`.
+    CommittedServiceFailure,
+    /// After the commit: 503 `ServiceUnavailableException`.
+    CommittedServiceUnavailable,
+    /// After the commit: the connection is reset (RST).
+    CommittedConnectionReset,
+    /// After the commit: nothing for `withhold_ms`, then the connection is closed unanswered.
+    CommittedWithheld,
+}
+
+/// How the answer to a committed mutation is lost. Its [`AfterCommit::outcome`] is the key of
+/// `Stats::after_commit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterCommit {
+    ServiceFailure,
+    ServiceUnavailable,
+    ConnectionReset,
+    Withheld,
+}
+
+impl AfterCommit {
+    /// Every kind, in the order the after-commit draw checks them.
+    pub(crate) const ALL: [AfterCommit; 4] = [
+        AfterCommit::ServiceFailure,
+        AfterCommit::ServiceUnavailable,
+        AfterCommit::ConnectionReset,
+        AfterCommit::Withheld,
+    ];
+
+    /// The outcome recorded in the stats (the error type sent, `ConnectionReset`, `Withheld`).
+    pub(crate) fn outcome(self) -> &'static str {
+        match self {
+            AfterCommit::ServiceFailure => "ServiceFailureException",
+            AfterCommit::ServiceUnavailable => "ServiceUnavailableException",
+            AfterCommit::ConnectionReset => "ConnectionReset",
+            AfterCommit::Withheld => "Withheld",
+        }
+    }
 }
 
 impl FaultKind {
-    /// The error to answer with; `None` for a connection reset.
+    /// Whether this is an after-commit kind (`Committed*`).
+    pub fn is_after_commit(self) -> bool {
+        self.after_commit().is_some()
+    }
+
+    pub(crate) fn after_commit(self) -> Option<AfterCommit> {
+        match self {
+            FaultKind::CommittedServiceFailure => Some(AfterCommit::ServiceFailure),
+            FaultKind::CommittedServiceUnavailable => Some(AfterCommit::ServiceUnavailable),
+            FaultKind::CommittedConnectionReset => Some(AfterCommit::ConnectionReset),
+            FaultKind::CommittedWithheld => Some(AfterCommit::Withheld),
+            _ => None,
+        }
+    }
+
+    /// The error answered with (for a `Committed*` kind, after the commit); `None` when no
+    /// answer is sent (a reset, a withheld answer).
     pub fn error_kind(self) -> Option<ErrorKind> {
         Some(match self {
             FaultKind::ThrottledClientException => ErrorKind::ThrottledClientException,
@@ -92,19 +198,34 @@ impl FaultKind {
             FaultKind::NotFoundException => ErrorKind::NotFoundException,
             FaultKind::UnauthorizedClientException => ErrorKind::UnauthorizedClientException,
             FaultKind::UnprocessableEntityException => ErrorKind::UnprocessableEntityException,
-            FaultKind::ConnectionReset => return None,
+            FaultKind::CommittedServiceFailure => ErrorKind::ServiceFailureException,
+            FaultKind::CommittedServiceUnavailable => ErrorKind::ServiceUnavailableException,
+            FaultKind::ConnectionReset
+            | FaultKind::CommittedConnectionReset
+            | FaultKind::CommittedWithheld => return None,
         })
     }
 }
 
 impl Faults {
-    /// Checks ranges: rates in `0..=1`, their sum at most 1, `rps > 0`, `burst >= 1`.
+    /// Checks ranges: rates in `0..=1`; the sum of the three outcome rates at most 1, and so
+    /// the sum of the four after-commit rates; `rps > 0`, `burst >= 1`.
     pub fn validate(&self) -> Result<(), String> {
         let rates = [
             ("throttle_rate", self.throttle_rate),
             ("unavailable_rate", self.unavailable_rate),
             ("failure_rate", self.failure_rate),
             ("reset_rate", self.reset_rate),
+            ("after_commit_failure_rate", self.after_commit_failure_rate),
+            (
+                "after_commit_unavailable_rate",
+                self.after_commit_unavailable_rate,
+            ),
+            ("after_commit_reset_rate", self.after_commit_reset_rate),
+            (
+                "after_commit_withhold_rate",
+                self.after_commit_withhold_rate,
+            ),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -114,6 +235,13 @@ impl Faults {
         if self.throttle_rate + self.unavailable_rate + self.failure_rate > 1.0 + 1e-9 {
             return Err(
                 "throttle_rate + unavailable_rate + failure_rate must not exceed 1".to_owned(),
+            );
+        }
+        if self.after_commit_rates().iter().sum::<f64>() > 1.0 + 1e-9 {
+            return Err(
+                "after_commit_failure_rate + after_commit_unavailable_rate + \
+                 after_commit_reset_rate + after_commit_withhold_rate must not exceed 1"
+                    .to_owned(),
             );
         }
         if let Some(limit) = self.rate_limit {
@@ -127,6 +255,16 @@ impl Faults {
         Ok(())
     }
 
+    /// The after-commit rates, in the order of [`AfterCommit::ALL`].
+    fn after_commit_rates(&self) -> [f64; 4] {
+        [
+            self.after_commit_failure_rate,
+            self.after_commit_unavailable_rate,
+            self.after_commit_reset_rate,
+            self.after_commit_withhold_rate,
+        ]
+    }
+
     /// Whether anything at all is injected (the engine skips its work otherwise).
     fn active(&self) -> bool {
         self.throttle_rate > 0.0
@@ -136,17 +274,38 @@ impl Faults {
             || self.jitter_ms > 0
             || self.rate_limit.is_some()
             || self.reset_rate > 0.0
+            || self.after_commit_rates().iter().any(|r| *r > 0.0)
             || !self.fail_next.is_empty()
     }
 }
 
 /// What the engine decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// How long to wait before answering.
-    pub delay: Duration,
-    /// The fault to inject, if any.
-    pub fault: Option<FaultKind>,
+    pub(crate) delay: Duration,
+    /// The fault to inject before the operation, if any (never a `Committed*` kind).
+    pub(crate) fault: Option<FaultKind>,
+    /// For a mutating request: how to lose the answer once the operation committed.
+    pub(crate) after_commit: Option<AfterCommit>,
+    /// How long a withheld answer is held back.
+    pub(crate) withhold: Duration,
+}
+
+impl Decision {
+    const NONE: Decision = Decision {
+        delay: Duration::ZERO,
+        fault: None,
+        after_commit: None,
+        withhold: Duration::ZERO,
+    };
+}
+
+/// Mixed into the seed of the after-commit RNG, so its numbers differ from the fault RNG's.
+const AFTER_COMMIT_SALT: u64 = 0xAF7E_C0DE;
+
+fn rng(seed: Option<u64>) -> fastrand::Rng {
+    seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed)
 }
 
 struct Bucket {
@@ -182,6 +341,7 @@ pub(crate) struct Engine {
     faults: Faults,
     fail_next: VecDeque<FaultKind>,
     rng: fastrand::Rng,
+    after_rng: fastrand::Rng,
     bucket: Option<Bucket>,
     active: bool,
 }
@@ -191,7 +351,8 @@ impl Engine {
         Engine {
             faults: Faults::default(),
             fail_next: VecDeque::new(),
-            rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            rng: rng(seed),
+            after_rng: rng(seed.map(|s| s ^ AFTER_COMMIT_SALT)),
             bucket: None,
             active: false,
         }
@@ -201,6 +362,7 @@ impl Engine {
     pub(crate) fn set(&mut self, faults: Faults) {
         if let Some(seed) = faults.seed {
             self.rng = fastrand::Rng::with_seed(seed);
+            self.after_rng = fastrand::Rng::with_seed(seed ^ AFTER_COMMIT_SALT);
         }
         self.fail_next = faults.fail_next.iter().copied().collect();
         self.bucket = faults.rate_limit.map(Bucket::new);
@@ -216,41 +378,75 @@ impl Engine {
         }
     }
 
-    pub(crate) fn decide(&mut self, now: Instant) -> Decision {
+    /// Decides one request; `mutating` for CreateAccount, UpdateAccount and DeleteAccount.
+    pub(crate) fn decide(&mut self, now: Instant, mutating: bool) -> Decision {
         if !self.active {
-            return Decision {
-                delay: Duration::ZERO,
-                fault: None,
-            };
+            return Decision::NONE;
         }
         let admitted = self.bucket.as_mut().is_none_or(|b| b.take(now));
         let f = &self.faults;
         let jitter = self.rng.u64(0..=f.jitter_ms);
         let reset_draw = self.rng.f64();
         let outcome_draw = self.rng.f64();
+        let commit_draw = self.after_rng.f64();
         let delay = Duration::from_millis(f.latency_ms.saturating_add(jitter));
-        let fault = if let Some(next) = self.fail_next.pop_front() {
-            Some(next)
-        } else if reset_draw < f.reset_rate {
-            Some(FaultKind::ConnectionReset)
-        } else if !admitted || outcome_draw < f.throttle_rate {
-            Some(FaultKind::ThrottledClientException)
-        } else if outcome_draw < f.throttle_rate + f.unavailable_rate {
-            Some(FaultKind::ServiceUnavailableException)
-        } else if outcome_draw < f.throttle_rate + f.unavailable_rate + f.failure_rate {
-            Some(FaultKind::ServiceFailureException)
+        // A read passes a `Committed*` entry by and leaves it for the next mutation.
+        let takes_next = self
+            .fail_next
+            .front()
+            .is_some_and(|k| mutating || !k.is_after_commit());
+        let next = if takes_next {
+            self.fail_next.pop_front()
         } else {
             None
         };
+        let (fault, after_commit) = if let Some(next) = next {
+            match next.after_commit() {
+                Some(after) => (None, Some(after)),
+                None => (Some(next), None),
+            }
+        } else if reset_draw < f.reset_rate {
+            (Some(FaultKind::ConnectionReset), None)
+        } else if !admitted || outcome_draw < f.throttle_rate {
+            (Some(FaultKind::ThrottledClientException), None)
+        } else if outcome_draw < f.throttle_rate + f.unavailable_rate {
+            (Some(FaultKind::ServiceUnavailableException), None)
+        } else if outcome_draw < f.throttle_rate + f.unavailable_rate + f.failure_rate {
+            (Some(FaultKind::ServiceFailureException), None)
+        } else if mutating {
+            (None, after_commit_from(commit_draw, f.after_commit_rates()))
+        } else {
+            (None, None)
+        };
+        let withhold = Duration::from_millis(f.withhold_ms);
         if self.fail_next.is_empty() && !self.faults.fail_next.is_empty() {
             self.faults.fail_next.clear();
             self.active = self.faults.active();
         }
-        Decision { delay, fault }
+        Decision {
+            delay,
+            fault,
+            after_commit,
+            withhold,
+        }
     }
 }
 
+/// The after-commit kind a draw in `0..1` picks: the rates are stacked in the order of
+/// [`AfterCommit::ALL`]; beyond their sum, none.
+fn after_commit_from(draw: f64, rates: [f64; 4]) -> Option<AfterCommit> {
+    let mut bound = 0.0;
+    for (kind, rate) in AfterCommit::ALL.into_iter().zip(rates) {
+        bound += rate;
+        if draw < bound {
+            return Some(kind);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -265,7 +461,7 @@ mod tests {
             ..Faults::default()
         });
         let now = Instant::now();
-        (0..n).map(|_| engine.decide(now).fault).collect()
+        (0..n).map(|_| engine.decide(now, false).fault).collect()
     }
 
     #[test]
@@ -292,14 +488,127 @@ mod tests {
             ..Faults::default()
         });
         let now = Instant::now();
-        assert_eq!(engine.decide(now).fault, Some(FaultKind::ConnectionReset));
+        assert_eq!(
+            engine.decide(now, false).fault,
+            Some(FaultKind::ConnectionReset)
+        );
         assert_eq!(
             engine.current().fail_next,
             vec![FaultKind::NotFoundException]
         );
-        assert_eq!(engine.decide(now).fault, Some(FaultKind::NotFoundException));
-        assert_eq!(engine.decide(now).fault, None);
+        assert_eq!(
+            engine.decide(now, false).fault,
+            Some(FaultKind::NotFoundException)
+        );
+        assert_eq!(engine.decide(now, false).fault, None);
         assert_eq!(engine.current(), Faults::default());
+    }
+
+    fn after_commit_sequence(seed: u64, n: usize) -> Vec<Option<AfterCommit>> {
+        let mut engine = Engine::new(None);
+        engine.set(Faults {
+            after_commit_failure_rate: 0.2,
+            after_commit_unavailable_rate: 0.2,
+            after_commit_reset_rate: 0.2,
+            after_commit_withhold_rate: 0.2,
+            seed: Some(seed),
+            ..Faults::default()
+        });
+        let now = Instant::now();
+        (0..n)
+            .map(|i| {
+                let decision = engine.decide(now, i % 3 != 0);
+                assert_eq!(decision.fault, None);
+                if i % 3 == 0 {
+                    assert_eq!(decision.after_commit, None, "a read is never after-commit");
+                }
+                decision.after_commit
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_commit_draws_are_seeded_and_cover_every_kind() {
+        assert_eq!(after_commit_sequence(9, 300), after_commit_sequence(9, 300));
+        assert_ne!(
+            after_commit_sequence(9, 300),
+            after_commit_sequence(10, 300)
+        );
+        let seq = after_commit_sequence(9, 300);
+        for kind in AfterCommit::ALL {
+            assert!(seq.contains(&Some(kind)), "{kind:?} never drawn");
+        }
+        let mutations = seq.len() - seq.len().div_ceil(3);
+        let none = seq.iter().filter(|k| k.is_none()).count() - seq.len().div_ceil(3);
+        // 20 % of the mutations are left alone; allow a wide margin on 200 draws.
+        assert!(
+            (10..=70).contains(&none),
+            "{none} of {mutations} undisturbed"
+        );
+    }
+
+    #[test]
+    fn after_commit_rates_leave_the_before_operation_sequence_of_a_seed_unchanged() {
+        let decide_all = |faults: Faults| {
+            let mut engine = Engine::new(None);
+            engine.set(faults);
+            let now = Instant::now();
+            (0..300)
+                .map(|_| engine.decide(now, true))
+                .collect::<Vec<_>>()
+        };
+        let before_only = Faults {
+            throttle_rate: 0.2,
+            failure_rate: 0.2,
+            reset_rate: 0.1,
+            seed: Some(3),
+            ..Faults::default()
+        };
+        let both = Faults {
+            after_commit_reset_rate: 0.5,
+            ..before_only.clone()
+        };
+        let plain = decide_all(before_only);
+        let mixed = decide_all(both);
+        assert_eq!(
+            plain.iter().map(|d| d.fault).collect::<Vec<_>>(),
+            mixed.iter().map(|d| d.fault).collect::<Vec<_>>()
+        );
+        // After-commit faults land only where no before-operation fault did.
+        assert!(mixed
+            .iter()
+            .all(|d| d.fault.is_none() || d.after_commit.is_none()));
+        assert!(mixed
+            .iter()
+            .any(|d| d.after_commit == Some(AfterCommit::ConnectionReset)));
+    }
+
+    #[test]
+    fn committed_fail_next_waits_for_a_mutation() {
+        let mut engine = Engine::new(Some(1));
+        engine.set(Faults {
+            fail_next: vec![
+                FaultKind::CommittedWithheld,
+                FaultKind::ThrottledClientException,
+            ],
+            withhold_ms: 250,
+            ..Faults::default()
+        });
+        let now = Instant::now();
+        // Reads pass the committed entry by, and do not reach the entry behind it.
+        for _ in 0..3 {
+            let decision = engine.decide(now, false);
+            assert_eq!((decision.fault, decision.after_commit), (None, None));
+        }
+        assert_eq!(engine.current().fail_next.len(), 2);
+        let decision = engine.decide(now, true);
+        assert_eq!(decision.fault, None);
+        assert_eq!(decision.after_commit, Some(AfterCommit::Withheld));
+        assert_eq!(decision.withhold, Duration::from_millis(250));
+        let decision = engine.decide(now, false);
+        assert_eq!(decision.fault, Some(FaultKind::ThrottledClientException));
+        assert_eq!(engine.decide(now, true).after_commit, None);
+        assert!(engine.current().fail_next.is_empty());
     }
 
     #[test]
@@ -314,12 +623,12 @@ mod tests {
         });
         let start = Instant::now();
         let admitted = (0..100)
-            .filter(|_| engine.decide(start).fault.is_none())
+            .filter(|_| engine.decide(start, false).fault.is_none())
             .count();
         assert_eq!(admitted, 5);
         let later = start + Duration::from_millis(1000);
         let admitted = (0..100)
-            .filter(|_| engine.decide(later).fault.is_none())
+            .filter(|_| engine.decide(later, false).fault.is_none())
             .count();
         assert_eq!(
             admitted, 5,
@@ -346,5 +655,28 @@ mod tests {
         assert_eq!(parsed.fail_next.len(), 2);
         assert_eq!(parsed.seed, Some(42));
         assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.withhold_ms, DEFAULT_WITHHOLD_MS);
+
+        let bad = Faults {
+            after_commit_withhold_rate: -0.1,
+            ..Faults::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("after_commit_withhold_rate"));
+        let bad = Faults {
+            after_commit_failure_rate: 0.3,
+            after_commit_unavailable_rate: 0.3,
+            after_commit_reset_rate: 0.3,
+            after_commit_withhold_rate: 0.3,
+            ..Faults::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("must not exceed 1"));
+        let json = r#"{"after_commit_failure_rate":0.25,"after_commit_unavailable_rate":0.25,"after_commit_reset_rate":0.25,"after_commit_withhold_rate":0.25,"withhold_ms":100,"fail_next":["CommittedServiceFailure","CommittedServiceUnavailable","CommittedConnectionReset","CommittedWithheld"]}"#;
+        let parsed: Faults = serde_json::from_str(json).unwrap();
+        assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.withhold_ms, 100);
+        assert!(parsed.fail_next.iter().all(|k| k.is_after_commit()));
     }
 }

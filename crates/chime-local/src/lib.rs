@@ -19,7 +19,10 @@
 //!
 //! # Faults
 //! [`Faults`] (also the JSON of `POST /_chime-local/faults`) injects throttling, 5xx,
-//! latency, a token-bucket rate limit, connection resets and a `fail_next` list, from a seed.
+//! latency, a token-bucket rate limit, connection resets and a `fail_next` list, from a seed —
+//! before the operation (nothing changes) or, for the mutating operations, **after the
+//! commit** (the change is kept, then the answer is a 500/503, a reset, or withheld), which is
+//! what tests of exactly-once need.
 //! `GET /_chime-local/stats` counts calls ([`Stats`]); `GET /_chime-local/accounts` dumps them.
 //!
 //! # Running
@@ -35,7 +38,7 @@ pub mod sigv4;
 mod state;
 
 pub use error::{ApiError, ErrorKind, HEADER_ERROR_TYPE};
-pub use faults::{FaultKind, Faults, RateLimit};
+pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_WITHHOLD_MS};
 pub use model::{Account, SigninDelegateGroup};
 pub use routes::{router, HEADER_REQUEST_ID};
 pub use server::{spawn, ConnCtl, Handle};

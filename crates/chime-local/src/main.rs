@@ -59,8 +59,25 @@ struct Args {
     /// Probability (0..1) that a connection is reset instead of answered.
     #[arg(long, default_value_t = 0.0)]
     reset_rate: f64,
+    /// Probability (0..1), per mutating request that ran, that the change is kept and the
+    /// answer is ServiceFailureException (500).
+    #[arg(long, default_value_t = 0.0)]
+    after_commit_failure_rate: f64,
+    /// Likewise, answered ServiceUnavailableException (503).
+    #[arg(long, default_value_t = 0.0)]
+    after_commit_unavailable_rate: f64,
+    /// Likewise, the connection is reset instead of answered.
+    #[arg(long, default_value_t = 0.0)]
+    after_commit_reset_rate: f64,
+    /// Likewise, nothing is sent for --withhold-ms, then the connection is closed unanswered.
+    #[arg(long, default_value_t = 0.0)]
+    after_commit_withhold_rate: f64,
+    /// How long a withheld answer is held back, in ms.
+    #[arg(long, default_value_t = chime_local::DEFAULT_WITHHOLD_MS)]
+    withhold_ms: u64,
     /// Faults for the next requests, in order, comma-separated
-    /// (e.g. ThrottledClientException,ServiceUnavailableException,ConnectionReset).
+    /// (e.g. ThrottledClientException,ServiceUnavailableException,ConnectionReset;
+    /// Committed* kinds wait for the next CreateAccount/UpdateAccount/DeleteAccount).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind)]
     fail_next: Vec<FaultKind>,
 }
@@ -83,6 +100,11 @@ impl Args {
                 burst: self.rate_limit_burst,
             }),
             reset_rate: self.reset_rate,
+            after_commit_failure_rate: self.after_commit_failure_rate,
+            after_commit_unavailable_rate: self.after_commit_unavailable_rate,
+            after_commit_reset_rate: self.after_commit_reset_rate,
+            after_commit_withhold_rate: self.after_commit_withhold_rate,
+            withhold_ms: self.withhold_ms,
             fail_next: self.fail_next,
             seed: None,
         };

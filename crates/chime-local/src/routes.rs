@@ -1,9 +1,9 @@
 //! The HTTP surface: the account API at the model's paths, the `/_chime-local/*` control
 //! endpoints, and the request pipeline every account-API call takes
-//! (body, SigV4, faults, operation, stats).
+//! (body, SigV4, before-operation faults, operation, after-commit faults, stats).
 
 use crate::error::{ApiError, ErrorKind};
-use crate::faults::Faults;
+use crate::faults::{AfterCommit, Faults};
 use crate::model::{self, Account};
 use crate::server::ConnCtl;
 use crate::sigv4;
@@ -43,6 +43,14 @@ impl Op {
             Op::UpdateAccount => "UpdateAccount",
             Op::DeleteAccount => "DeleteAccount",
         }
+    }
+
+    /// Whether the operation changes state (and so can get an after-commit fault).
+    fn is_mutating(self) -> bool {
+        matches!(
+            self,
+            Op::CreateAccount | Op::UpdateAccount | Op::DeleteAccount
+        )
     }
 }
 
@@ -103,8 +111,8 @@ async fn account(State(emulator): State<Emulator>, request: Request) -> Response
     }
 }
 
-/// One account-API request: read the body, check the signature, apply faults, run the
-/// operation, count the outcome.
+/// One account-API request: read the body, check the signature, apply before-operation
+/// faults, run the operation, apply an after-commit fault, count the outcome.
 async fn call(emulator: Emulator, op: Op, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -124,7 +132,7 @@ async fn call(emulator: Emulator, op: Op, request: Request) -> Response {
     ) {
         return finish(&emulator, op, Err(err));
     }
-    let decision = emulator.decide();
+    let decision = emulator.decide(op.is_mutating());
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
@@ -147,7 +155,50 @@ async fn call(emulator: Emulator, op: Op, request: Request) -> Response {
             account_id(parts.uri.path()).and_then(|id| delete_account(&emulator, &id))
         }
     };
-    finish(&emulator, op, result)
+    match (decision.after_commit, result) {
+        (Some(kind), Ok(_committed)) => {
+            let ctl = parts.extensions.get::<Arc<ConnCtl>>();
+            lose_answer(&emulator, op, kind, decision.withhold, ctl).await
+        }
+        (_, result) => finish(&emulator, op, result),
+    }
+}
+
+/// The operation committed; the client gets an error, a reset, or no answer instead of its
+/// response. (An operation that failed — 400, 404 — committed nothing and is answered as is.)
+async fn lose_answer(
+    emulator: &Emulator,
+    op: Op,
+    kind: AfterCommit,
+    withhold: std::time::Duration,
+    ctl: Option<&Arc<ConnCtl>>,
+) -> Response {
+    emulator.record_after_commit(op.name(), kind);
+    tracing::debug!(
+        operation = op.name(),
+        outcome = kind.outcome(),
+        "after the commit"
+    );
+    match kind {
+        AfterCommit::ServiceFailure => {
+            ApiError::of(ErrorKind::ServiceFailureException).into_response()
+        }
+        AfterCommit::ServiceUnavailable => {
+            ApiError::of(ErrorKind::ServiceUnavailableException).into_response()
+        }
+        AfterCommit::ConnectionReset => reset(ctl),
+        AfterCommit::Withheld => {
+            // Bounded by `withhold_ms`; a shutdown drops the connection, and this with it.
+            tokio::time::sleep(withhold).await;
+            match ctl {
+                Some(ctl) => {
+                    ctl.close();
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+                None => Response::new(Body::new(crate::server::BrokenBody)),
+            }
+        }
+    }
 }
 
 fn finish(emulator: &Emulator, op: Op, result: Result<Response, ApiError>) -> Response {

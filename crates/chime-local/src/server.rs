@@ -1,5 +1,6 @@
 //! Serving over TCP: the accept loop (HTTP/1.1 keep-alive via hyper), the per-connection
-//! control that lets a handler reset its connection, and the [`Handle`] that stops it all.
+//! control that lets a handler reset or close its connection unanswered, and the [`Handle`]
+//! that stops it all.
 
 use crate::routes::router;
 use crate::state::{Config, Emulator, Stats};
@@ -9,7 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,26 +20,33 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-/// Per-connection switch a handler flips to have the connection reset instead of answered.
-/// Inserted into every request's extensions by the accept loop.
+/// Per-connection switch a handler flips to have the connection reset or closed instead of
+/// answered. Inserted into every request's extensions by the accept loop.
 #[derive(Debug, Default)]
 pub struct ConnCtl {
-    reset: AtomicBool,
+    state: AtomicU8,
 }
+
+const OPEN: u8 = 0;
+const RESET: u8 = 1;
+const CLOSED: u8 = 2;
 
 impl ConnCtl {
     /// The next write on this connection fails and the socket closes with an RST.
     pub fn reset(&self) {
-        self.reset.store(true, Ordering::Release);
+        self.state.store(RESET, Ordering::Release);
     }
 
-    fn is_reset(&self) -> bool {
-        self.reset.load(Ordering::Acquire)
+    /// The next write on this connection fails and the socket closes normally (FIN), so the
+    /// client sees the connection end without a response.
+    pub fn close(&self) {
+        self.state.store(CLOSED, Ordering::Release);
     }
 }
 
-/// A TCP stream that, once its [`ConnCtl`] is reset, sets `SO_LINGER` to zero and fails every
-/// operation, so hyper drops it and the kernel sends RST instead of the response.
+/// A TCP stream that, once its [`ConnCtl`] is reset (or closed), fails every operation, so
+/// hyper drops it unanswered; for a reset it first sets `SO_LINGER` to zero, so the kernel
+/// sends RST instead of FIN.
 struct ResetIo {
     inner: TcpStream,
     ctl: Arc<ConnCtl>,
@@ -46,11 +54,13 @@ struct ResetIo {
 
 impl ResetIo {
     fn check(&self) -> io::Result<()> {
-        if self.ctl.is_reset() {
-            let _ = self.inner.set_zero_linger();
-            Err(io::ErrorKind::ConnectionReset.into())
-        } else {
-            Ok(())
+        match self.ctl.state.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            RESET => {
+                let _ = self.inner.set_zero_linger();
+                Err(io::ErrorKind::ConnectionReset.into())
+            }
+            _ => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
 }

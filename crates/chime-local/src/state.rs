@@ -1,7 +1,7 @@
 //! The emulator's shared state, one `Arc`'d struct: configuration, accounts, fault engine,
 //! stats. Locks are plain `std` mutexes, never held across an `.await`.
 
-use crate::faults::{Decision, Engine, Faults};
+use crate::faults::{AfterCommit, Decision, Engine, Faults};
 use crate::model::Account;
 use crate::sigv4::Credentials;
 use serde::{Deserialize, Serialize};
@@ -46,10 +46,12 @@ impl Default for Config {
     }
 }
 
-/// Call counts: per operation and outcome, and per outcome. The outcome is `Success`, the
-/// error type sent (`ThrottledClientException`, `MissingAuthenticationTokenException`, …)
-/// or `ConnectionReset`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Call counts: per operation and outcome, per outcome, and the after-commit faults. The
+/// outcome is what the client was sent: `Success`, the error type (`ThrottledClientException`,
+/// `MissingAuthenticationTokenException`, …), `ConnectionReset`, or `Withheld` (no answer).
+/// An after-commit fault counts under its outcome like a before-operation one, and also in
+/// `after_commit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// All account-API requests.
     pub total: u64,
@@ -57,9 +59,38 @@ pub struct Stats {
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
     /// `{"Success": 3, "ThrottledClientException": 1}`.
     pub by_outcome: BTreeMap<String, u64>,
+    /// Mutations that committed and then lost their answer, by how:
+    /// `{"ServiceFailureException": 1, "ServiceUnavailableException": 0, "ConnectionReset": 0,
+    /// "Withheld": 2}` (all four keys, always).
+    #[serde(default = "after_commit_zeroes")]
+    pub after_commit: BTreeMap<String, u64>,
+}
+
+fn after_commit_zeroes() -> BTreeMap<String, u64> {
+    AfterCommit::ALL
+        .iter()
+        .map(|k| (k.outcome().to_owned(), 0))
+        .collect()
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            total: 0,
+            by_operation: BTreeMap::new(),
+            by_outcome: BTreeMap::new(),
+            after_commit: after_commit_zeroes(),
+        }
+    }
 }
 
 impl Stats {
+    /// How many committed mutations lost their answer as `kind` (`ServiceFailureException`,
+    /// `ServiceUnavailableException`, `ConnectionReset`, `Withheld`).
+    pub fn after_commit_count(&self, kind: &str) -> u64 {
+        self.after_commit.get(kind).copied().unwrap_or(0)
+    }
+
     /// How many calls of `operation` ended with `outcome`.
     pub fn count(&self, operation: &str, outcome: &str) -> u64 {
         self.by_operation
@@ -113,6 +144,29 @@ impl Store {
         self.by_seq.clear();
         self.by_id.clear();
     }
+}
+
+fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+    // Look up before inserting: no allocation on the hot path.
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+fn count(stats: &mut Stats, operation: &'static str, outcome: &str) {
+    stats.total += 1;
+    if !stats.by_operation.contains_key(operation) {
+        stats
+            .by_operation
+            .insert(operation.to_owned(), BTreeMap::new());
+    }
+    if let Some(per_op) = stats.by_operation.get_mut(operation) {
+        bump(per_op, outcome);
+    }
+    bump(&mut stats.by_outcome, outcome);
 }
 
 /// The file format of `--state`.
@@ -230,8 +284,8 @@ impl Emulator {
         self.inner.dirty.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn decide(&self) -> Decision {
-        lock(&self.inner.engine).decide(Instant::now())
+    pub(crate) fn decide(&self, mutating: bool) -> Decision {
+        lock(&self.inner.engine).decide(Instant::now(), mutating)
     }
 
     pub(crate) fn new_account_id(&self) -> String {
@@ -244,26 +298,14 @@ impl Emulator {
     }
 
     pub(crate) fn record(&self, operation: &'static str, outcome: &str) {
-        fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
-            // Look up before inserting: no allocation on the hot path.
-            match counts.get_mut(key) {
-                Some(n) => *n += 1,
-                None => {
-                    counts.insert(key.to_owned(), 1);
-                }
-            }
-        }
+        count(&mut lock(&self.inner.stats), operation, outcome);
+    }
+
+    /// Counts a mutation that committed and then lost its answer as `kind`.
+    pub(crate) fn record_after_commit(&self, operation: &'static str, kind: AfterCommit) {
         let mut stats = lock(&self.inner.stats);
-        stats.total += 1;
-        if !stats.by_operation.contains_key(operation) {
-            stats
-                .by_operation
-                .insert(operation.to_owned(), BTreeMap::new());
-        }
-        if let Some(per_op) = stats.by_operation.get_mut(operation) {
-            bump(per_op, outcome);
-        }
-        bump(&mut stats.by_outcome, outcome);
+        count(&mut stats, operation, kind.outcome());
+        bump(&mut stats.after_commit, kind.outcome());
     }
 
     /// Writes the accounts to the state file if they changed since the last save.

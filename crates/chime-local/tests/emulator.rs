@@ -18,7 +18,21 @@ mod support {
     }
 
     pub fn client_with(url: &str, key: &str, secret: &str) -> aws_sdk_chime::Client {
-        let config = aws_sdk_chime::Config::builder()
+        aws_sdk_chime::Client::from_conf(config(url, key, secret).build())
+    }
+
+    /// A client (retries off) whose every operation gives up after `timeout`.
+    pub fn client_with_timeout(url: &str, timeout: std::time::Duration) -> aws_sdk_chime::Client {
+        let timeouts = aws_sdk_chime::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(timeout)
+            .build();
+        aws_sdk_chime::Client::from_conf(
+            config(url, "test", "test").timeout_config(timeouts).build(),
+        )
+    }
+
+    fn config(url: &str, key: &str, secret: &str) -> aws_sdk_chime::config::Builder {
+        aws_sdk_chime::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(url)
@@ -26,18 +40,18 @@ mod support {
             .retry_config(aws_sdk_chime::config::retry::RetryConfig::disabled())
             // Plain HTTP to the emulator; no TLS stack needed.
             .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_chime::Client::from_conf(config)
     }
 
     pub fn client(url: &str) -> aws_sdk_chime::Client {
         client_with(url, "test", "test")
     }
 
-    /// The error type the SDK surfaced (`BadRequestException`, …) or `Dispatch` for I/O.
+    /// The error type the SDK surfaced (`BadRequestException`, …), `Dispatch` for I/O, or
+    /// `Timeout` when the operation timed out.
     pub fn code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
         match err {
             SdkError::DispatchFailure(_) => "Dispatch".to_owned(),
+            SdkError::TimeoutError(_) => "Timeout".to_owned(),
             other => other.code().unwrap_or("<none>").to_owned(),
         }
     }
@@ -766,6 +780,348 @@ mod faults {
         let res = raw(&url, "DELETE", "/_chime-local/accounts", false, b"").await;
         assert_eq!(res.status, 204);
         assert!(server.accounts().is_empty());
+    }
+}
+
+// After-commit faults: the change is kept, the answer is lost (what exactly-once tests need).
+mod after_commit {
+    use super::support::*;
+    use chime_local::{FaultKind, Faults};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// How many accounts ListAccounts finds by `name` (a prefix filter, so names in one test
+    /// are never prefixes of each other).
+    async fn listed(chime: &aws_sdk_chime::Client, name: &str) -> usize {
+        let out = chime.list_accounts().name(name).send().await.unwrap();
+        assert!(out.next_token().is_none());
+        out.accounts().iter().filter(|a| a.name() == name).count()
+    }
+
+    #[tokio::test]
+    async fn each_kind_creates_the_account_then_loses_the_answer() {
+        let server = start().await;
+        let url = server.url();
+        let withhold_ms = 2_000;
+        let cases = [
+            (
+                Faults {
+                    after_commit_failure_rate: 1.0,
+                    ..Faults::default()
+                },
+                "after-commit 500",
+                "ServiceFailureException",
+                "ServiceFailureException",
+            ),
+            (
+                Faults {
+                    after_commit_unavailable_rate: 1.0,
+                    ..Faults::default()
+                },
+                "after-commit 503",
+                "ServiceUnavailableException",
+                "ServiceUnavailableException",
+            ),
+            (
+                Faults {
+                    after_commit_reset_rate: 1.0,
+                    ..Faults::default()
+                },
+                "after-commit reset",
+                "Dispatch",
+                "ConnectionReset",
+            ),
+            (
+                Faults {
+                    after_commit_withhold_rate: 1.0,
+                    withhold_ms,
+                    ..Faults::default()
+                },
+                "after-commit withheld",
+                "Timeout",
+                "Withheld",
+            ),
+        ];
+        // Retries off; the operation times out long before the answer would come.
+        let chime = client_with_timeout(&url, Duration::from_millis(300));
+        let reader = client(&url);
+        for (n, (faults, name, seen, counted)) in cases.into_iter().enumerate() {
+            server.set_faults(faults);
+            let started = Instant::now();
+            let err = chime.create_account().name(name).send().await.unwrap_err();
+            assert_eq!(code(&err), seen, "{name}: {err:?}");
+            if seen == "Timeout" {
+                assert!(started.elapsed() < Duration::from_millis(withhold_ms));
+            }
+            // Reads are never faulted after the commit, even at rate 1.
+            assert_eq!(listed(&reader, name).await, 1, "{name}");
+            let stats = server.stats();
+            assert_eq!(stats.after_commit_count(counted), 1, "{name}: {stats:?}");
+            assert_eq!(stats.count("CreateAccount", counted), 1, "{name}");
+            assert_eq!(stats.after_commit.values().sum::<u64>(), n as u64 + 1);
+            assert_eq!(stats.count("ListAccounts", "Success"), n as u64 + 1);
+        }
+        assert_eq!(server.accounts().len(), 4);
+        assert_eq!(server.stats().count("CreateAccount", "Success"), 0);
+
+        // The same counts over HTTP, every key present.
+        let res = raw(&url, "GET", "/_chime-local/stats", false, b"").await;
+        let after = &res.json()["after_commit"];
+        for key in [
+            "ServiceFailureException",
+            "ServiceUnavailableException",
+            "ConnectionReset",
+            "Withheld",
+        ] {
+            assert_eq!(after[key], 1, "{key}: {after}");
+        }
+        assert_eq!(res.json()["by_outcome"]["Withheld"], 1);
+    }
+
+    #[tokio::test]
+    async fn update_and_delete_commit_too() {
+        let server = start().await;
+        let chime = client(&server.url());
+        let id = chime
+            .create_account()
+            .name("before")
+            .send()
+            .await
+            .unwrap()
+            .account()
+            .unwrap()
+            .account_id()
+            .to_owned();
+        server.set_faults(Faults {
+            fail_next: vec![
+                FaultKind::CommittedServiceUnavailable,
+                FaultKind::CommittedConnectionReset,
+            ],
+            ..Faults::default()
+        });
+        let err = chime
+            .update_account()
+            .account_id(&id)
+            .name("after")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.into_service_error().is_service_unavailable_exception());
+        let got = chime.get_account().account_id(&id).send().await.unwrap();
+        assert_eq!(got.account().unwrap().name(), "after");
+        let err = chime
+            .delete_account()
+            .account_id(&id)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "Dispatch", "{err:?}");
+        let err = chime
+            .get_account()
+            .account_id(&id)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.into_service_error().is_not_found_exception());
+        let stats = server.stats();
+        assert_eq!(
+            stats.count("UpdateAccount", "ServiceUnavailableException"),
+            1
+        );
+        assert_eq!(stats.count("DeleteAccount", "ConnectionReset"), 1);
+        assert_eq!(stats.after_commit_count("ServiceUnavailableException"), 1);
+        assert_eq!(stats.after_commit_count("ConnectionReset"), 1);
+    }
+
+    #[tokio::test]
+    async fn reads_do_not_consume_committed_entries() {
+        let server = start().await;
+        let chime = client(&server.url());
+        server.set_faults(Faults {
+            fail_next: vec![
+                FaultKind::CommittedServiceFailure,
+                FaultKind::ThrottledClientException,
+            ],
+            ..Faults::default()
+        });
+        for _ in 0..3 {
+            chime.list_accounts().send().await.unwrap();
+            let err = chime
+                .get_account()
+                .account_id("missing")
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(code(&err), "NotFoundException");
+        }
+        assert_eq!(server.faults().fail_next.len(), 2);
+        // A mutation that fails (400) committed nothing: answered as is, the entry is spent.
+        server.set_faults(Faults {
+            fail_next: vec![FaultKind::CommittedServiceFailure],
+            ..Faults::default()
+        });
+        let err = chime.create_account().name(" ").send().await.unwrap_err();
+        assert_eq!(code(&err), "BadRequestException");
+        assert!(server.faults().fail_next.is_empty());
+        assert_eq!(
+            server.stats().after_commit_count("ServiceFailureException"),
+            0
+        );
+
+        server.set_faults(Faults {
+            fail_next: vec![
+                FaultKind::CommittedServiceFailure,
+                FaultKind::ThrottledClientException,
+            ],
+            ..Faults::default()
+        });
+        chime.list_accounts().send().await.unwrap();
+        let err = chime
+            .create_account()
+            .name("once")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "ServiceFailureException");
+        // The entry behind it is any request's: this read takes it.
+        let err = chime.list_accounts().send().await.unwrap_err();
+        assert_eq!(code(&err), "ThrottledClientException");
+        assert_eq!(listed(&chime, "once").await, 1);
+        assert!(server.faults().fail_next.is_empty());
+        assert_eq!(
+            server.stats().after_commit_count("ServiceFailureException"),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn withheld_answer_ends_in_a_closed_connection() {
+        let server = start().await;
+        let url = server.url();
+        server.set_faults(Faults {
+            fail_next: vec![FaultKind::CommittedWithheld],
+            withhold_ms: 300,
+            ..Faults::default()
+        });
+        let addr = url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = br#"{"Name":"withheld"}"#;
+        let request = format!(
+            "POST /accounts HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let started = Instant::now();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("closed within 10 s");
+        let elapsed = started.elapsed();
+        assert_eq!(read.unwrap(), 0, "no byte of a response");
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert_eq!(server.accounts().len(), 1);
+
+        // A client without a timeout sees the connection end: a dispatch failure.
+        server.set_faults(Faults {
+            after_commit_withhold_rate: 1.0,
+            withhold_ms: 100,
+            ..Faults::default()
+        });
+        let chime = client(&url);
+        let err = chime
+            .create_account()
+            .name("closed")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "Dispatch", "{err:?}");
+        assert_eq!(server.accounts().len(), 2);
+        assert_eq!(server.stats().after_commit_count("Withheld"), 2);
+    }
+
+    async fn outcomes(server: &chime_local::Handle, seed: u64) -> Vec<String> {
+        let chime = client(&server.url());
+        server.set_faults(Faults {
+            after_commit_failure_rate: 0.2,
+            after_commit_unavailable_rate: 0.2,
+            after_commit_reset_rate: 0.2,
+            after_commit_withhold_rate: 0.1,
+            withhold_ms: 20,
+            seed: Some(seed),
+            ..Faults::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..40 {
+            // Reads in between draw too, and are never faulted.
+            chime.list_accounts().max_results(1).send().await.unwrap();
+            out.push(
+                match chime
+                    .create_account()
+                    .name(format!("seeded {seed} {i:02}"))
+                    .send()
+                    .await
+                {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => code(&e),
+                },
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_seed_reproduces_the_after_commit_sequence() {
+        let server = start().await;
+        let first = outcomes(&server, 42).await;
+        let kept = server.accounts().len();
+        let again = outcomes(&server, 42).await;
+        let other = outcomes(&server, 7).await;
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        for kind in [
+            "ok",
+            "ServiceFailureException",
+            "ServiceUnavailableException",
+            "Dispatch",
+        ] {
+            assert!(first.iter().any(|o| o == kind), "{kind} missing: {first:?}");
+        }
+        // Every create committed, whatever its answer.
+        assert_eq!(kept, 40);
+        assert_eq!(server.accounts().len(), 120);
+        let stats = server.stats();
+        let lost = [&first, &again, &other]
+            .iter()
+            .flat_map(|run| run.iter())
+            .filter(|o| *o != "ok")
+            .count();
+        assert_eq!(stats.after_commit.values().sum::<u64>(), lost as u64);
+        assert_eq!(stats.count("ListAccounts", "Success"), 120);
+    }
+
+    #[tokio::test]
+    async fn faults_over_http_validate_and_default() {
+        let server = start().await;
+        let url = server.url();
+        let res = raw(&url, "GET", "/_chime-local/faults", false, b"").await;
+        assert_eq!(res.json()["withhold_ms"], 30_000);
+        assert_eq!(res.json()["after_commit_reset_rate"], 0.0);
+        let body = br#"{"after_commit_failure_rate":0.1,"after_commit_unavailable_rate":0.1,"after_commit_reset_rate":0.1,"after_commit_withhold_rate":0.1,"withhold_ms":5000,"fail_next":["CommittedServiceFailure","CommittedServiceUnavailable","CommittedConnectionReset","CommittedWithheld"]}"#;
+        let res = raw(&url, "POST", "/_chime-local/faults", false, body).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert_eq!(res.json()["withhold_ms"], 5000);
+        assert_eq!(server.faults().fail_next.len(), 4);
+        for bad in [
+            &br#"{"after_commit_failure_rate": 1.5}"#[..],
+            br#"{"after_commit_failure_rate": 0.6, "after_commit_withhold_rate": 0.6}"#,
+            br#"{"withhold_ms": -1}"#,
+            br#"{"fail_next": ["CommittedNothing"]}"#,
+        ] {
+            let res = raw(&url, "POST", "/_chime-local/faults", false, bad).await;
+            assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(bad));
+            assert!(!res.json()["message"].as_str().unwrap().is_empty());
+        }
     }
 }
 

@@ -12,5 +12,7 @@ mod http;
 mod sqs;
 // Idempotency over DynamoDB: no second account, on either path.
 mod idempotency;
+// Ambiguous failures (chime-local's after-commit faults): exactly one account.
+mod exactly_once;
 // The built binary under a loopback Runtime API, configured only by environment.
 mod binary;

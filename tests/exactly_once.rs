@@ -1,0 +1,235 @@
+//! Exactly once under ambiguous failures (DESIGN.md, "Exactly once"): chime-local
+//! creates the account, then answers 500 / 503, resets the connection or withholds
+//! the answer; over HTTP and SQS, with and without the idempotency table, exactly
+//! one account exists afterwards.
+
+use std::time::Duration;
+
+use chime_onboard::Config;
+use serde_json::{json, Value};
+
+use crate::support::{Options, World};
+
+/// The four after-commit faults chime-local injects.
+const AFTER_COMMIT: [&str; 4] = [
+    "CommittedServiceFailure",
+    "CommittedServiceUnavailable",
+    "CommittedConnectionReset",
+    "CommittedWithheld",
+];
+
+/// A world whose Chime calls time out well before chime-local's withheld answers.
+async fn world(idempotency: bool) -> World {
+    let world = World::with(Options {
+        idempotency,
+        config: Config {
+            chime_timeout: Duration::from_millis(700),
+            ..Config::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    world.set_faults(json!({"withhold_ms": 5_000}));
+    world
+}
+
+fn post(name: &str, key: &str) -> Value {
+    let mut event = crate::event!("apigw-v2-post-accounts.json");
+    event["body"] = json!(json!({ "Name": name }).to_string());
+    event["headers"]["idempotency-key"] = json!(key);
+    event
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+fn sqs_batch(messages: &[(&str, &str, &str, u32)]) -> Value {
+    let mut event = crate::event!("sqs-standard-batch.json");
+    let template = event["Records"][0].clone();
+    event["Records"] = messages
+        .iter()
+        .map(|(message_id, request_id, name, receive_count)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(message_id);
+            record["body"] = json!(json!({"Name": name, "RequestId": request_id}).to_string());
+            record["attributes"]["ApproximateReceiveCount"] = json!(receive_count.to_string());
+            record["messageAttributes"] = json!({});
+            record
+        })
+        .collect();
+    event
+}
+
+fn creates(world: &World) -> u64 {
+    world
+        .chime
+        .stats()
+        .by_operation
+        .get("CreateAccount")
+        .map(|m| m.values().sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn http_with_a_table_each_after_commit_fault_ends_in_one_account() {
+    for fault in AFTER_COMMIT {
+        let world = world(true).await;
+        world.set_faults(json!({"withhold_ms": 5_000, "fail_next": [fault]}));
+        let name = format!("Committed {fault}");
+        let first = world.invoke(post(&name, "k-1")).await;
+        // Verification right after the ambiguous outcome finds the account.
+        assert_eq!(first["statusCode"], json!(201), "{fault}: {first}");
+        let again = world.invoke(post(&name, "k-1")).await;
+        assert_eq!(again["statusCode"], json!(201), "{fault}: {again}");
+        assert_eq!(
+            body(&again)["AccountId"],
+            body(&first)["AccountId"],
+            "{fault}"
+        );
+        assert_eq!(world.account_names(), [name.as_str()], "{fault}");
+        assert_eq!(creates(&world), 1, "{fault}: CreateAccount sent once");
+    }
+}
+
+#[tokio::test]
+async fn http_without_a_table_never_resends_an_ambiguous_create() {
+    let expected = [
+        ("CommittedServiceFailure", 502, "ServiceFailureException"),
+        (
+            "CommittedServiceUnavailable",
+            503,
+            "ServiceUnavailableException",
+        ),
+        ("CommittedConnectionReset", 502, "ChimeUnreachable"),
+        ("CommittedWithheld", 504, "ChimeTimeout"),
+    ];
+    for (fault, status, code) in expected {
+        let world = world(false).await;
+        world.set_faults(json!({"withhold_ms": 5_000, "fail_next": [fault]}));
+        let response = world.invoke(post("Once", "ignored")).await;
+        assert_eq!(response["statusCode"], json!(status), "{fault}: {response}");
+        assert_eq!(body(&response)["code"], json!(code), "{fault}");
+        assert_eq!(world.account_names(), ["Once"], "{fault}");
+        assert_eq!(creates(&world), 1, "{fault}: not re-sent by the SDK");
+    }
+}
+
+#[tokio::test]
+async fn a_chime_that_answers_503_every_time_is_503_not_a_timeout() {
+    let world = World::with(Options {
+        config: Config {
+            chime_timeout: Duration::from_millis(300),
+            ..Config::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    world.set_faults(json!({"unavailable_rate": 1.0, "latency_ms": 120}));
+    let response = world.invoke(post("Down", "k")).await;
+    assert_eq!(response["statusCode"], json!(503), "{response}");
+    assert_eq!(
+        body(&response)["code"],
+        json!("ServiceUnavailableException")
+    );
+}
+
+#[tokio::test]
+async fn sqs_each_after_commit_fault_ends_in_one_account_and_one_created_reply() {
+    for fault in AFTER_COMMIT {
+        let world = world(true).await;
+        world.set_faults(json!({"withhold_ms": 5_000, "fail_next": [fault]}));
+        let batch = sqs_batch(&[("m-1", "r-1", "Queued Co", 1)]);
+        let response = world.invoke(batch.clone()).await;
+        assert_eq!(
+            response["batchItemFailures"],
+            json!([]),
+            "{fault}: {response}"
+        );
+        // A redelivery (say the batch response was lost) answers the same account.
+        let response = world.invoke(batch).await;
+        assert_eq!(
+            response["batchItemFailures"],
+            json!([]),
+            "{fault}: {response}"
+        );
+        let replies = world.replies(2).await;
+        assert_eq!(replies.len(), 2, "{fault}");
+        let ids: Vec<&Value> = replies.iter().map(|r| &r.body["AccountId"]).collect();
+        assert!(
+            replies.iter().all(|r| r.status() == "Created"),
+            "{fault}: {replies:?}"
+        );
+        assert_eq!(ids[0], ids[1], "{fault}");
+        assert!(
+            world.has_account(ids[0].as_str().unwrap_or_default()),
+            "{fault}"
+        );
+        assert_eq!(world.account_names(), ["Queued Co"], "{fault}");
+        assert_eq!(creates(&world), 1, "{fault}");
+    }
+}
+
+#[tokio::test]
+async fn two_requests_with_one_name_each_adopt_only_their_own_account() {
+    let world = world(true).await;
+    // r-a's create commits then fails, and its verification cannot list (503
+    // on all three SDK attempts): it stays ambiguous and goes back to the queue.
+    world.set_faults(json!({"fail_next": [
+        "CommittedServiceFailure",
+        "ServiceUnavailableException", "ServiceUnavailableException", "ServiceUnavailableException"
+    ]}));
+    let response = world.invoke(sqs_batch(&[("m-a", "r-a", "Twin", 1)])).await;
+    assert_eq!(
+        response["batchItemFailures"][0]["itemIdentifier"],
+        json!("m-a"),
+        "{response}"
+    );
+    let first_account = world.chime.accounts()[0].account_id.clone();
+
+    // r-b, another request with the same name, creates its own account...
+    let response = world.invoke(sqs_batch(&[("m-b", "r-b", "Twin", 1)])).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    // ...and r-a's redelivery adopts the one its own first attempt created.
+    let response = world.invoke(sqs_batch(&[("m-a", "r-a", "Twin", 2)])).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+
+    let replies = world.replies(2).await;
+    let account_of = |request: &str| {
+        replies
+            .iter()
+            .find(|r| r.request_id() == request)
+            .map(|r| r.body["AccountId"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(account_of("r-a"), Some(first_account.clone()));
+    let b = account_of("r-b").unwrap_or_default();
+    assert_ne!(b, first_account);
+    assert!(world.has_account(&b));
+    assert_eq!(world.account_names(), ["Twin", "Twin"]);
+    assert_eq!(creates(&world), 2);
+}
+
+#[tokio::test]
+async fn a_batch_without_time_left_starts_nothing() {
+    let world = world(true).await;
+    let batch = sqs_batch(&[("m-1", "r-1", "Late", 1), ("m-2", "r-2", "Later", 1)]);
+    // 1.5 s left: less than CHIME_TIMEOUT_MS + the reply's budget.
+    let response = world
+        .invoke_with_time_left(batch, Duration::from_millis(1_500))
+        .await;
+    let mut failed: Vec<&str> = response["batchItemFailures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["itemIdentifier"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    failed.sort_unstable();
+    assert_eq!(failed, ["m-1", "m-2"]);
+    assert!(world.account_names().is_empty());
+    assert!(world
+        .replies_from(&world.reply_queue, 1, Duration::from_millis(300))
+        .await
+        .is_empty());
+}

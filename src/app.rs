@@ -13,9 +13,11 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::chime::SdkChime;
 use crate::config::Config;
 use crate::event::{classify, Invocation, UnknownEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
+use crate::metrics::{self, Ingress};
 use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
 use crate::reply::ReplySender;
 use crate::sqs::MalformedBatch;
@@ -65,9 +67,7 @@ impl App {
                 .operation_timeout(limit)
                 .build()
         };
-        let chime = aws_sdk_chime::Client::from_conf(
-            chime.timeout_config(timeout(config.chime_timeout)).build(),
-        );
+        let chime = SdkChime::new(chime.timeout_config(timeout(config.chime_timeout)).build());
         let sqs =
             aws_sdk_sqs::Client::from_conf(sqs.timeout_config(timeout(AWS_CALL_TIMEOUT)).build());
         let idempotency = match (&config.idempotency_table, dynamodb) {
@@ -170,11 +170,15 @@ pub async fn handle(
 ) -> Result<Output<impl Serialize + std::fmt::Debug>, InvocationError> {
     let (payload, context) = event.into_parts();
     Ok(match classify(payload)? {
-        Invocation::Sqs(batch) => {
-            Output::Sqs(crate::sqs::handle_batch(app, batch, &context).await?)
-        }
-        Invocation::Http(request) => {
-            Output::Http(crate::http::handle_event(app, request, context).await)
-        }
+        Invocation::Sqs(batch) => Output::Sqs(
+            metrics::scope(Ingress::Sqs, crate::sqs::handle_batch(app, batch, &context)).await?,
+        ),
+        Invocation::Http(request) => Output::Http(
+            metrics::scope(
+                Ingress::Http,
+                crate::http::handle_event(app, request, context),
+            )
+            .await,
+        ),
     })
 }

@@ -5,10 +5,12 @@
 //! becomes an [`OnboardError`], and [`account_from_sdk`] the one place an SDK
 //! account becomes the domain's [`Account`].
 //!
-//! `CreateAccount` is sent with the SDK's retries turned off: it takes no client
-//! token, so an SDK retry after a 5xx or a reset could create a second account.
-//! The domain decides what may be sent again ([`crate::onboard::create_account`]).
-//! `ListAccounts` is a read and keeps the client's standard retries.
+//! `CreateAccount` is sent by a client with the SDK's retries turned off: it
+//! takes no client token, so an SDK retry after a 5xx or a reset could create a
+//! second account. The domain decides what may be sent again
+//! ([`crate::onboard::create_account`]). `ListAccounts` is a read and goes
+//! through a second client, built from the same configuration, that keeps the
+//! configured retries. Both are built once, at init ([`SdkChime::new`]).
 
 use async_trait::async_trait;
 use aws_sdk_chime::config::retry::RetryConfig;
@@ -25,19 +27,41 @@ use crate::onboard::{
 /// (200 accounts a page): a bound, not a limit anyone should reach.
 const MAX_LIST_PAGES: usize = 500;
 
+/// Chime through `aws-sdk-chime`: one client that never retries, for
+/// `CreateAccount`, and one with the configured retries, for `ListAccounts`.
+#[derive(Debug, Clone)]
+pub struct SdkChime {
+    create: aws_sdk_chime::Client,
+    read: aws_sdk_chime::Client,
+}
+
+impl SdkChime {
+    /// Builds both clients from one configuration (they share its HTTPS client
+    /// and connection pool).
+    pub fn new(config: aws_sdk_chime::Config) -> Self {
+        let create = config
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self {
+            create: aws_sdk_chime::Client::from_conf(create),
+            read: aws_sdk_chime::Client::from_conf(config),
+        }
+    }
+}
+
 #[async_trait]
-impl ChimeAccounts for aws_sdk_chime::Client {
+impl ChimeAccounts for SdkChime {
     async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError> {
+        let started = std::time::Instant::now();
         let output = self
+            .create
             .create_account()
             .name(name.as_str())
-            .customize()
-            .config_override(
-                aws_sdk_chime::config::Builder::default().retry_config(RetryConfig::disabled()),
-            )
             .send()
-            .await
-            .map_err(into_onboard_error)?;
+            .await;
+        crate::metrics::chime_latency(started.elapsed());
+        let output = output.map_err(into_onboard_error)?;
         output
             .account
             .map(account_from_sdk)
@@ -52,6 +76,7 @@ impl ChimeAccounts for aws_sdk_chime::Client {
         let mut next_token = None;
         for _ in 0..MAX_LIST_PAGES {
             let output = self
+                .read
                 .list_accounts()
                 .name(name.as_str())
                 .max_results(200)

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::event::HttpEvent;
-use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest};
+use crate::metrics::{self, Counted};
+use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest, Onboarded};
 
 /// Largest accepted request body, after base64 decoding.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -215,6 +216,13 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
 /// Logs a failure and answers it with problem+json.
 fn refuse(failure: Failure, request: &Request) -> Response<Body> {
     let status = failure.status();
+    let transient = matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS)
+        || status.is_server_error();
+    metrics::count(if transient {
+        Counted::Failed
+    } else {
+        Counted::Rejected(failure.code())
+    });
     if status.is_server_error() {
         tracing::warn!(status = status.as_u16(), code = failure.code(), detail = %failure.detail(), "request failed");
     } else {
@@ -331,6 +339,10 @@ async fn create(
         None => None,
     };
     let onboarded = app.create(key.as_deref(), &onboard.name, deadline).await?;
+    metrics::count(match onboarded {
+        Onboarded::Adopted(_) => Counted::Adopted,
+        _ => Counted::Created,
+    });
     Ok(created(onboarded.account()))
 }
 

@@ -14,7 +14,8 @@
 //! - [`chime`], [`reply`] and [`idempotency`] are the ports: small traits with
 //!   their AWS SDK implementations;
 //! - [`config`] reads and validates the environment; [`tls`] builds the one
-//!   HTTPS client the SDK clients share.
+//!   HTTPS client the SDK clients share; [`metrics`] writes CloudWatch
+//!   embedded-metric-format lines per invocation.
 
 pub mod app;
 pub mod chime;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod onboard;
 pub mod reply;
 pub mod sqs;

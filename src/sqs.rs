@@ -18,6 +18,7 @@ use lambda_runtime::Context;
 use tracing::Instrument;
 
 use crate::app::{App, AWS_CALL_TIMEOUT};
+use crate::metrics::{self, Counted};
 use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
 use crate::reply::{Destination, Reply, ReplyError, Status};
 
@@ -78,6 +79,15 @@ impl Outcome {
     /// Whether SQS must keep the message (listed in `batchItemFailures`).
     fn keeps_message(&self) -> bool {
         matches!(self, Self::Retry(_) | Self::Failed(_))
+    }
+
+    fn counted(&self) -> Counted<'_> {
+        match self {
+            Self::Created(_) => Counted::Created,
+            Self::Adopted(_) => Counted::Adopted,
+            Self::Rejected(error) => Counted::Rejected(&error.code),
+            Self::Retry(_) | Self::Failed(_) => Counted::Failed,
+        }
     }
 
     fn label(&self) -> &'static str {
@@ -282,6 +292,7 @@ async fn process_message(
         }
     };
     tracing::info!(request_id = %request_id, outcome = outcome.label(), receive_count = envelope.receive_count, "message processed");
+    metrics::count(outcome.counted());
     deliver(app, envelope, &request_id, destination.as_ref(), outcome).await
 }
 

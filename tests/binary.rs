@@ -191,4 +191,30 @@ async fn the_built_binary_takes_its_endpoints_from_the_standard_variables() {
     let line = created_line.unwrap_or_else(|| panic!("no JSON 'account created' line in:\n{logs}"));
     assert!(line.to_string().contains("invoke-0"), "{line}");
     assert!(!logs.contains("From The Binary"), "names are never logged");
+
+    // Embedded-metric-format lines: one per invocation, CloudWatch's shape.
+    let emf: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let by_ingress = |ingress: &str| {
+        emf.iter()
+            .find(|l| l["Ingress"] == json!(ingress))
+            .unwrap_or_else(|| panic!("no EMF line for {ingress} in:\n{logs}"))
+    };
+    for (ingress, created) in [("http", 1), ("sqs", 3)] {
+        let line = by_ingress(ingress);
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], json!("ChimeOnboard"), "{line}");
+        assert_eq!(directive["Dimensions"], json!([["Ingress"]]), "{line}");
+        assert!(line["_aws"]["Timestamp"].as_u64().is_some(), "{line}");
+        assert_eq!(line["Created"], json!(created), "{line}");
+        let latencies = line["ChimeLatency"].as_array().map(Vec::len);
+        assert_eq!(
+            latencies,
+            Some(created),
+            "one latency per CreateAccount: {line}"
+        );
+    }
 }

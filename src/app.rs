@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::chime::ChimeAccounts;
 use crate::config::Config;
-use crate::event::{classify, Invocation, UnknownEvent};
+use crate::event::{classify, Invocation, UnknownEvent, UnsupportedEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
 use crate::onboard::{self, Account, AccountName, OnboardError};
 use crate::reply::ReplySender;
@@ -118,12 +118,26 @@ impl App {
 /// The invocation could not be handled at all: the payload is no supported event.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct InvocationError(#[from] UnknownEvent);
+pub struct InvocationError(#[from] UnsupportedEvent);
+
+impl From<UnknownEvent> for InvocationError {
+    fn from(err: UnknownEvent) -> Self {
+        Self(err.into())
+    }
+}
+
+impl InvocationError {
+    /// The stable `errorType` Lambda reports (`UnknownEvent`,
+    /// `AuthorizerEventUnsupported`, `WebSocketEventUnsupported`).
+    pub fn error_type(&self) -> &'static str {
+        self.0.error_type()
+    }
+}
 
 impl From<InvocationError> for Diagnostic {
     fn from(err: InvocationError) -> Self {
         Diagnostic {
-            error_type: "UnknownEvent".to_owned(),
+            error_type: err.error_type().to_owned(),
             error_message: err.to_string(),
         }
     }

@@ -1,5 +1,5 @@
 # Deployment: template checks, arm64 packaging, sam build. See docs/DEPLOY.md.
-#   make test-deploy   cfn-lint + sam validate --lint + policy rules and their tests (no AWS account, no network)
+#   make test-deploy   cfn-lint + sam validate --lint + checkov + policy rules and their tests (no AWS account, no network)
 #   make package       release arm64 build -> target/lambda/chime-onboard/bootstrap.zip (cargo-lambda, zig)
 #   make sam-build     sam build (BuildMethod rust-cargolambda, no Docker) -> .aws-sam/build
 #   make smoke-arm64   run that arm64 bootstrap under qemu-user with the template's environment
@@ -35,6 +35,9 @@ deploy-venv: $(DEPLOY_STAMP)
 test-deploy: $(DEPLOY_STAMP)
 	$(DEPLOY_ENV) cfn-lint template.yaml
 	$(DEPLOY_ENV) sam validate --lint --template template.yaml
+	# The community's checks; every skip is justified inline (checkov:skip) in the template.
+	# --skip-download: no request for Prisma Cloud's guideline links.
+	$(DEPLOY_ENV) checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 	$(DEPLOY_ENV) python policy/check.py template.yaml
 	$(DEPLOY_ENV) python -m pytest -q -p no:cacheprovider policy
 

@@ -1,7 +1,7 @@
 """Policy rules for chime-onboard's SAM template (our stand-in for cfn-guard).
 
 Each rule is a function `template -> list[Violation]` over the template as
-`cfn_yaml.load` returns it (long-form intrinsics). Every `Fn::If` is expanded to
+`check.load` (cfn-lint's decoder) returns it (long-form intrinsics). Every `Fn::If` is expanded to
 both branches, so a rule holds for every combination of the template's
 parameters (FIFO or not, table or not, Function URL or not).
 
@@ -38,8 +38,8 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 # Allowed IAM actions, by service (compared case-insensitively, as IAM does).
 ALLOWED_ACTIONS: dict[str, set[str]] = {
     "chime": {"CreateAccount", "ListAccounts"},
-    "sqs": {"ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility", "SendMessage"},
-    "dynamodb": {"GetItem", "PutItem", "UpdateItem", "DeleteItem"},
+    "sqs": {"ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "SendMessage"},
+    "dynamodb": {"GetItem", "PutItem", "DeleteItem"},
     "logs": {"CreateLogStream", "PutLogEvents"},
 }
 SQS_SEND_ACTIONS = {"sendmessage"}

@@ -28,24 +28,23 @@ TEMPLATE = ROOT / "template.yaml"
 FIXTURES = HERE / "fixtures"
 sys.path.insert(0, str(HERE))
 
-import cfn_yaml  # noqa: E402
 import check  # noqa: E402
 import rules  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return cfn_yaml.load(TEMPLATE)
+    return check.load(TEMPLATE)
 
 
 def violated(t: dict) -> set[str]:
     return {v.rule for v in rules.check(t)}
 
 
-# ---------------------------------------------------------------- the loader
+# ---------------------------------------------------------------- the loader (cfn-lint's decoder)
 
 def test_loader_turns_short_form_intrinsics_into_long_form():
-    t = cfn_yaml.loads(
+    t = check.loads(
         "A: !Ref X\nB: !GetAtt Q.Arn\nC: !If [Cond, !Sub '${AWS::StackName}.fifo', !Ref AWS::NoValue]\n"
         "D: !Not [Condition: Y]\nE: !Condition Z\nF: !Join ['', [a, !Ref B]]\n"
     )
@@ -57,10 +56,17 @@ def test_loader_turns_short_form_intrinsics_into_long_form():
     assert t["F"] == {"Fn::Join": ["", ["a", {"Ref": "B"}]]}
 
 
+def test_loader_refuses_what_cfn_lint_cannot_parse():
+    with pytest.raises(ValueError, match="E0000"):
+        check.loads("A: [\n")
+    with pytest.raises(ValueError, match="mapping"):
+        check.loads("- a list\n")
+
+
 def test_loaded_template_round_trips_through_yaml(template, tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(template))
-    assert cfn_yaml.load(path) == template
+    assert check.load(path) == template
 
 
 # ---------------------------------------------------------------- the real template
@@ -237,7 +243,7 @@ def test_every_rule_has_a_static_fixture():
 @pytest.mark.parametrize("path", RULE_FIXTURES, ids=lambda p: p.name)
 def test_static_fixture_breaks_exactly_its_rule(path):
     expected = set(expectation(path))
-    assert violated(cfn_yaml.load(path)) == expected
+    assert violated(check.load(path)) == expected
     assert check.main([str(path)]) == 1
 
 
@@ -300,3 +306,49 @@ def test_sam_translation_keeps_the_jwt_on_post_and_only_the_form_public(template
     assert fn_props["Architectures"] == ["arm64"] and fn_props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
     # SAM added no role or policy of its own: FunctionRole is the only identity policy.
     assert [k for k, r in out.items() if r["Type"].startswith("AWS::IAM::")] == ["FunctionRole"]
+
+
+# ---------------------------------------------------------------- grants = calls
+
+# SDK operations the function could call, by IAM service prefix (snake_case as
+# the Rust SDKs spell the fluent call, e.g. `client.put_item()`).
+SDK_OPERATIONS = {
+    "chime": ["CreateAccount", "ListAccounts", "GetAccount", "UpdateAccount", "DeleteAccount"],
+    "dynamodb": ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                 "BatchWriteItem", "TransactGetItems", "TransactWriteItems"],
+    "sqs": ["SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch",
+            "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "GetQueueAttributes", "GetQueueUrl"],
+}
+# What Lambda itself does with the function's role: the SQS event source mapping
+# polls with it (the actions of AWSLambdaSQSQueueExecutionRole) and the runtime
+# writes the function's logs.
+PLATFORM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                    "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def code_calls() -> set[str]:
+    """`service:Operation` for every SDK fluent call in src/ (`.put_item()`)."""
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "src").rglob("*.rs")))
+    return {f"{svc}:{op}" for svc, ops in SDK_OPERATIONS.items() for op in ops
+            if re.search(rf"\.{snake(op)}\(\)", source)}
+
+
+def granted(t: dict) -> set[str]:
+    out: set[str] = set()
+    for stmt in statements(t):
+        for s in rules.alternatives(stmt):
+            if isinstance(s, dict) and s.get("Effect") == "Allow":
+                out.update(rules.as_list(s.get("Action")))
+    return out
+
+
+def test_the_role_grants_exactly_what_the_code_and_the_platform_call(template):
+    needed = code_calls() | PLATFORM_ACTIONS
+    assert {"chime:CreateAccount", "sqs:SendMessage", "dynamodb:PutItem"} <= needed  # the scan works
+    assert granted(template) == needed, (
+        f"granted but never called: {sorted(granted(template) - needed)}; "
+        f"called but not granted: {sorted(needed - granted(template))}")

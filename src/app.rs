@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::chime::SdkChime;
 use crate::config::Config;
-use crate::event::{classify, Invocation, UnknownEvent};
+use crate::event::{classify, Invocation, UnknownEvent, UnsupportedEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
 use crate::metrics::{self, Ingress};
 use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
@@ -135,20 +135,33 @@ impl App {
 pub enum InvocationError {
     /// The payload is no supported event.
     #[error(transparent)]
-    UnknownEvent(#[from] UnknownEvent),
+    Unsupported(#[from] UnsupportedEvent),
     /// An SQS batch whose records cannot all be identified.
     #[error(transparent)]
     MalformedBatch(#[from] MalformedBatch),
 }
 
+impl From<UnknownEvent> for InvocationError {
+    fn from(err: UnknownEvent) -> Self {
+        Self::Unsupported(err.into())
+    }
+}
+
+impl InvocationError {
+    /// The stable `errorType` Lambda reports (`UnknownEvent`,
+    /// `AuthorizerEventUnsupported`, `WebSocketEventUnsupported`, `MalformedBatch`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unsupported(err) => err.error_type(),
+            Self::MalformedBatch(_) => "MalformedBatch",
+        }
+    }
+}
+
 impl From<InvocationError> for Diagnostic {
     fn from(err: InvocationError) -> Self {
-        let error_type = match &err {
-            InvocationError::UnknownEvent(_) => "UnknownEvent",
-            InvocationError::MalformedBatch(_) => "MalformedBatch",
-        };
         Diagnostic {
-            error_type: error_type.to_owned(),
+            error_type: err.error_type().to_owned(),
             error_message: err.to_string(),
         }
     }

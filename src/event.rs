@@ -11,8 +11,15 @@
 //!    (both take the v2 response);
 //! 4. `httpMethod` → API Gateway REST v1 (also HTTP API's 1.0 payload).
 //!
-//! Anything else is an [`UnknownEvent`]. HTTP requests are kept as
-//! `lambda_http`'s `LambdaRequest` so the response takes the request's shape.
+//! Two families of API Gateway events look like requests but are not, and are
+//! recognised before any of the above so they are never answered as HTTP:
+//! authorizer payloads (`type` `TOKEN`/`REQUEST` with a `methodArn` or
+//! `routeArn`: REST, HTTP API 1.0 and 2.0, WebSocket) and WebSocket route
+//! events (`requestContext.connectionId`, or an `eventType` of `CONNECT`,
+//! `DISCONNECT` or `MESSAGE`). They are refused as an [`UnsupportedEvent`] with
+//! its own stable `errorType`, like anything else that is no supported event.
+//! HTTP requests are kept as `lambda_http`'s `LambdaRequest` so the response
+//! takes the request's shape.
 
 use aws_lambda_events::alb::AlbTargetGroupRequest;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
@@ -54,6 +61,32 @@ pub struct UnknownEvent {
     pub reason: String,
 }
 
+/// Why a payload is refused: each kind has a stable `errorType` (the name
+/// Lambda reports for the failed invocation), so an operator can alarm on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsupportedEvent {
+    /// An API Gateway authorizer payload: this function is not an authorizer.
+    #[error("unsupported event: an API Gateway {variant} authorizer payload; this function is not a Lambda authorizer (configure it as the API's proxy integration and use a separate authorizer, or the API's JWT authorizer)")]
+    Authorizer { variant: &'static str },
+    /// An API Gateway WebSocket API event: this function speaks HTTP only.
+    #[error("unsupported event: an API Gateway WebSocket {event_type} event; this function serves HTTP requests (REST or HTTP API), not WebSocket routes")]
+    WebSocket { event_type: &'static str },
+    /// Anything else that is not a supported event.
+    #[error(transparent)]
+    Unknown(#[from] UnknownEvent),
+}
+
+impl UnsupportedEvent {
+    /// The stable `errorType` of the failed invocation.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Authorizer { .. } => "AuthorizerEventUnsupported",
+            Self::WebSocket { .. } => "WebSocketEventUnsupported",
+            Self::Unknown(_) => "UnknownEvent",
+        }
+    }
+}
+
 fn unknown(reason: impl Into<String>) -> UnknownEvent {
     UnknownEvent {
         reason: reason.into(),
@@ -64,17 +97,57 @@ fn parse<T: serde::de::DeserializeOwned>(payload: Value, shape: &str) -> Result<
     serde_json::from_value(payload).map_err(|e| unknown(format!("malformed {shape} event: {e}")))
 }
 
-/// Classifies `payload`; see the module docs for the order.
-pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
-    let Some(object) = payload.as_object() else {
-        return Err(unknown("the payload is not a JSON object"));
+/// Recognises the API Gateway events that are not requests: authorizer
+/// payloads and WebSocket route events.
+fn not_a_request(object: &serde_json::Map<String, Value>) -> Option<UnsupportedEvent> {
+    let context = object.get("requestContext").and_then(Value::as_object);
+    let websocket = context.is_some_and(|c| c.contains_key("connectionId"));
+    let authorizer_type = object.get("type").and_then(Value::as_str);
+    let arn = ["methodArn", "routeArn"]
+        .iter()
+        .any(|k| object.get(*k).is_some_and(Value::is_string));
+    if let (Some(kind @ ("TOKEN" | "REQUEST")), true) = (authorizer_type, arn) {
+        let variant = match (kind, object.get("version").and_then(Value::as_str)) {
+            ("TOKEN", _) => "REST API TOKEN",
+            _ if websocket => "WebSocket API REQUEST",
+            (_, Some("2.0")) => "HTTP API REQUEST (payload 2.0)",
+            (_, Some("1.0")) => "HTTP API REQUEST (payload 1.0)",
+            _ => "REST API REQUEST",
+        };
+        return Some(UnsupportedEvent::Authorizer { variant });
+    }
+    let event_type = match context
+        .and_then(|c| c.get("eventType"))
+        .and_then(Value::as_str)
+    {
+        Some("CONNECT") => Some("$connect"),
+        Some("DISCONNECT") => Some("$disconnect"),
+        Some("MESSAGE") => Some("message"),
+        _ => None,
     };
+    match (websocket, event_type) {
+        (_, Some(event_type)) => Some(UnsupportedEvent::WebSocket { event_type }),
+        (true, None) => Some(UnsupportedEvent::WebSocket {
+            event_type: "route",
+        }),
+        (false, None) => None,
+    }
+}
+
+/// Classifies `payload`; see the module docs for the order.
+pub fn classify(payload: Value) -> Result<Invocation, UnsupportedEvent> {
+    let Some(object) = payload.as_object() else {
+        return Err(unknown("the payload is not a JSON object").into());
+    };
+    if let Some(refused) = not_a_request(object) {
+        return Err(refused);
+    }
     if let Some(records) = object.get("Records") {
         let records = records
             .as_array()
             .ok_or_else(|| unknown("Records is not an array"))?;
         if records.is_empty() {
-            return Err(unknown("Records is empty"));
+            return Err(unknown("Records is empty").into());
         }
         if let Some(other) = records
             .iter()
@@ -86,9 +159,9 @@ pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
             })
             .find(|source| *source != "aws:sqs")
         {
-            return Err(unknown(format!("records from event source {other:?}")));
+            return Err(unknown(format!("records from event source {other:?}")).into());
         }
-        return parse(payload, "SQS").map(Invocation::Sqs);
+        return Ok(Invocation::Sqs(parse(payload, "SQS")?));
     }
 
     let context = object.get("requestContext");
@@ -126,9 +199,10 @@ pub fn classify(payload: Value) -> Result<Invocation, UnknownEvent> {
             LambdaRequest::ApiGatewayV1(request),
         );
     }
-    Err(unknown(
-        "no Records, requestContext.elb, version 2.0 requestContext.http or httpMethod",
-    ))
+    Err(
+        unknown("no Records, requestContext.elb, version 2.0 requestContext.http or httpMethod")
+            .into(),
+    )
 }
 
 /// `lambda_http` builds the request URI from the Host header (or the domain
@@ -241,7 +315,7 @@ fn check(
 mod tests {
     use super::*;
 
-    fn shape_of(json: &str) -> Result<Option<HttpShape>, UnknownEvent> {
+    fn shape_of(json: &str) -> Result<Option<HttpShape>, UnsupportedEvent> {
         let value: Value = serde_json::from_str(json).map_err(|e| unknown(e.to_string()))?;
         classify(value).map(|i| match i {
             Invocation::Sqs(_) => None,
@@ -307,6 +381,103 @@ mod tests {
         }
         // A v2-looking payload with a malformed member is refused, not guessed.
         let err = shape_of(r#"{"version":"2.0","requestContext":{"http":7}}"#).err();
-        assert!(err.is_some_and(|e| e.reason.contains("HTTP API v2")));
+        assert!(err.is_some_and(|e| e.to_string().contains("HTTP API v2")));
+    }
+
+    /// Asserts `json` is refused with `error_type` and a message naming `what`.
+    fn assert_refused(json: &str, error_type: &str, what: &str) {
+        match shape_of(json) {
+            Err(err) => {
+                assert_eq!(err.error_type(), error_type, "{err}");
+                assert!(err.to_string().contains(what), "{err}");
+            }
+            Ok(shape) => panic!("classified as {shape:?}, expected {error_type}"),
+        }
+    }
+
+    #[test]
+    fn rest_token_authorizer_payload_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-authorizer-token.json"),
+            "AuthorizerEventUnsupported",
+            "REST API TOKEN authorizer",
+        );
+    }
+
+    #[test]
+    fn rest_request_authorizer_payload_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-authorizer-request.json"),
+            "AuthorizerEventUnsupported",
+            "REST API REQUEST authorizer",
+        );
+    }
+
+    #[test]
+    fn http_api_authorizer_payload_v1_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-v2-authorizer-v1-request.json"),
+            "AuthorizerEventUnsupported",
+            "HTTP API REQUEST (payload 1.0) authorizer",
+        );
+    }
+
+    #[test]
+    fn http_api_authorizer_payload_v2_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-v2-authorizer-v2-request.json"),
+            "AuthorizerEventUnsupported",
+            "HTTP API REQUEST (payload 2.0) authorizer",
+        );
+    }
+
+    #[test]
+    fn websocket_authorizer_payload_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-websocket-authorizer-request.json"),
+            "AuthorizerEventUnsupported",
+            "WebSocket API REQUEST authorizer",
+        );
+    }
+
+    #[test]
+    fn websocket_connect_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-websocket-connect.json"),
+            "WebSocketEventUnsupported",
+            "WebSocket $connect event",
+        );
+    }
+
+    #[test]
+    fn websocket_connect_carrying_an_http_method_is_refused() {
+        // An older sample shape: REST-like members (httpMethod, path) beside the
+        // WebSocket context. It must not be read as a REST request.
+        assert_refused(
+            include_str!("../events/apigw-websocket-connect-with-method.json"),
+            "WebSocketEventUnsupported",
+            "WebSocket $connect event",
+        );
+    }
+
+    #[test]
+    fn websocket_disconnect_is_refused() {
+        assert_refused(
+            include_str!("../events/apigw-websocket-disconnect.json"),
+            "WebSocketEventUnsupported",
+            "WebSocket $disconnect event",
+        );
+    }
+
+    #[test]
+    fn markers_alone_do_not_refuse_a_request() {
+        // `type` without an ARN, or an unknown `eventType`, is not an authorizer
+        // or WebSocket event: the request is still classified by its shape.
+        let mut v2: Value =
+            serde_json::from_str(include_str!("../events/apigw-v2-post-accounts.json"))
+                .unwrap_or_default();
+        v2["type"] = "TOKEN".into();
+        v2["requestContext"]["eventType"] = "SOMETHING".into();
+        assert_eq!(shape_of(&v2.to_string()), Ok(Some(HttpShape::ApiGatewayV2)));
     }
 }

@@ -89,6 +89,7 @@ enum Failure {
     MethodNotAllowed { allow: &'static str },
     PayloadTooLarge,
     UnsupportedMediaType { found: String },
+    BodyMissing,
     IdempotencyKeyInvalid,
     Malformed { reason: &'static str },
     Onboard(OnboardError),
@@ -107,7 +108,9 @@ impl Failure {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::IdempotencyKeyInvalid | Self::Malformed { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyMissing | Self::IdempotencyKeyInvalid | Self::Malformed { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Onboard(err) => match err.class() {
                 ErrorClass::Invalid => StatusCode::BAD_REQUEST,
                 ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,6 +131,7 @@ impl Failure {
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",
             Self::PayloadTooLarge => "PayloadTooLarge",
             Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            Self::BodyMissing => "BodyMissing",
             Self::IdempotencyKeyInvalid => "IdempotencyKeyInvalid",
             Self::Malformed { .. } => "MalformedRequest",
             Self::Onboard(err) => err.code(),
@@ -142,6 +146,7 @@ impl Failure {
             Self::UnsupportedMediaType { found } => format!(
                 "content type {found:?} is not supported; send application/json or application/x-www-form-urlencoded"
             ),
+            Self::BodyMissing => "the request has no body; send {\"Name\": \"...\"} as application/json, or Name=... as application/x-www-form-urlencoded".to_owned(),
             Self::IdempotencyKeyInvalid => format!(
                 "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             ),
@@ -255,6 +260,8 @@ enum Encoding {
 }
 
 /// Reads the media type; parameters other than a UTF-8 charset are refused.
+/// Without a content type, a body starting with `{` is JSON and an empty (or
+/// blank) body is missing, not of an unsupported type.
 fn encoding(request: &Request, body: &[u8]) -> Result<Encoding, Failure> {
     let looks_like_json = body
         .iter()
@@ -263,6 +270,8 @@ fn encoding(request: &Request, body: &[u8]) -> Result<Encoding, Failure> {
     let Some(raw) = request.headers().get(header::CONTENT_TYPE) else {
         return if looks_like_json {
             Ok(Encoding::Json)
+        } else if body.iter().all(u8::is_ascii_whitespace) {
+            Err(Failure::BodyMissing)
         } else {
             Err(Failure::UnsupportedMediaType {
                 found: String::new(),

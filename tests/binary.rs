@@ -128,7 +128,8 @@ async fn the_built_binary_takes_its_endpoints_from_the_standard_variables() {
     let mut http = crate::event!("apigw-v2-post-accounts.json");
     http["body"] = json!(r#"{"Name":"From The Binary"}"#);
     let sqs = crate::event!("sqs-standard-batch.json");
-    let (runtime, mut posted) = runtime_api(vec![http, sqs]).await;
+    let authorizer = crate::event!("apigw-authorizer-token.json");
+    let (runtime, mut posted) = runtime_api(vec![http, sqs, authorizer]).await;
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chime-onboard"))
         .env_clear()
@@ -155,12 +156,12 @@ async fn the_built_binary_takes_its_endpoints_from_the_standard_variables() {
         .expect("start the chime-onboard binary");
 
     let mut results = Vec::new();
-    while results.len() < 2 {
+    while results.len() < 3 {
         let next = tokio::time::timeout(Duration::from_secs(60), posted.recv()).await;
         results.push(
             next.ok()
                 .flatten()
-                .expect("the function answers both invocations"),
+                .expect("the function answers every invocation"),
         );
     }
     let _ = child.kill().await;
@@ -179,6 +180,13 @@ async fn the_built_binary_takes_its_endpoints_from_the_standard_variables() {
         .await;
     assert_eq!(replies.len(), 3);
     assert!(replies.iter().all(|r| r.status() == "Created"));
+
+    // An authorizer payload is an invocation error with its own errorType.
+    assert_eq!(results[2].outcome, "error", "{:?}", results[2]);
+    assert_eq!(
+        results[2].body["errorType"],
+        json!("AuthorizerEventUnsupported")
+    );
 
     // JSON logs carrying the Lambda request id.
     let mut stdout = child.stdout.take().expect("stdout");

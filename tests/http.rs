@@ -214,6 +214,10 @@ async fn body_rows_answer_413_415_400() {
         415,
         "UnsupportedMediaType",
     );
+    // No body and no content type: a missing body, not an unsupported type.
+    for blank in ["", " \r\n"] {
+        assert_problem(&world.invoke(post(blank, None)).await, 400, "BodyMissing");
+    }
     let cases = [
         ("{\"Name\": ", "BodyNotJson"),
         ("[\"Acme\"]", "BodyNotObject"),

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::runtime::{Environment, Function};
@@ -45,6 +45,12 @@ pub struct Mapping {
     pub kill: Option<KillFaults>,
     /// Seeds the fault draws (poller `i` uses `seed + i`).
     pub seed: u64,
+    /// Replace an environment (cold start) when the function's executable changed since
+    /// it started, as `cargo lambda watch` does after a rebuild (`make dev`).
+    pub restart_on_rebuild: bool,
+    /// Append one JSON line per batch here: the poller, each message's id and
+    /// `ApproximateReceiveCount`, and what became of the batch.
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// SIGKILL the function during some invocations.
@@ -252,7 +258,7 @@ async fn poll(
     let mapping = &shared.mapping;
     let counters = &shared.counters;
     let mut rng = fastrand::Rng::with_seed(mapping.seed.wrapping_add(index));
-    let mut environment: Option<Environment> = None;
+    let mut environment: Option<Started> = None;
     while !*stop.borrow() {
         let receive = shared
             .sqs
@@ -317,6 +323,9 @@ async fn poll(
                 judge(&invoked, ids.iter().copied())
             }
         };
+        if let Some(path) = &mapping.trace {
+            trace(path, index, &messages, &verdict);
+        }
         match verdict {
             Verdict::Keep(keep) => {
                 let delete: Vec<_> = messages
@@ -350,27 +359,47 @@ async fn poll(
             }
         }
     }
-    if let Some(mut env) = environment {
-        env.kill().await;
+    if let Some(mut started) = environment {
+        started.env.kill().await;
     }
     Ok(())
 }
 
+/// An environment and the modification time of the executable it started from.
+struct Started {
+    env: Environment,
+    built: Option<SystemTime>,
+}
+
+fn built_at(function: &Function) -> Option<SystemTime> {
+    std::fs::metadata(&function.program)
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 /// The poller's environment, started cold if there is none; `None` when init failed.
 async fn ready_environment<'a>(
-    environment: &'a mut Option<Environment>,
+    environment: &'a mut Option<Started>,
     mapping: &Mapping,
     counters: &Counters,
 ) -> Result<Option<&'a mut Environment>, EsmError> {
-    if environment.as_ref().is_some_and(Environment::is_alive) {
-        return Ok(environment.as_mut());
+    let built = built_at(&mapping.function);
+    if let Some(started) = environment.as_mut() {
+        let stale = mapping.restart_on_rebuild && started.built != built;
+        if started.env.is_alive() && !stale {
+            return Ok(environment.as_mut().map(|s| &mut s.env));
+        }
+        if stale {
+            eprintln!("esm-local: the function was rebuilt; starting a fresh environment");
+        }
+        started.env.kill().await;
     }
     add(&counters.cold_starts, 1);
     let mut env = Environment::start(&mapping.function).await?;
     match env.wait_init(mapping.init_timeout).await {
         Ok(_) => {
-            *environment = Some(env);
-            Ok(environment.as_mut())
+            *environment = Some(Started { env, built });
+            Ok(environment.as_mut().map(|s| &mut s.env))
         }
         Err(failure) => {
             eprintln!("esm-local: {failure}");
@@ -405,6 +434,13 @@ async fn delete_batch(shared: &Shared, receipt_handles: &[&str]) {
         .await
     {
         Ok(output) => {
+            for failed in output.failed() {
+                eprintln!(
+                    "esm-local: DeleteMessageBatch entry failed (the message returns): {} {}",
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                );
+            }
             add(&counters.deleted, output.successful().len());
             add(&counters.delete_failures, output.failed().len());
             add(&counters.returned, output.failed().len());
@@ -417,6 +453,42 @@ async fn delete_batch(shared: &Shared, receipt_handles: &[&str]) {
                 aws_sdk_sqs::error::DisplayErrorContext(e)
             );
         }
+    }
+}
+
+/// One line of the batch trace (best effort: a write failure is reported, not fatal).
+fn trace(
+    path: &std::path::Path,
+    poller: u64,
+    messages: &[aws_sdk_sqs::types::Message],
+    verdict: &Verdict,
+) {
+    use std::io::Write as _;
+    let received: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let count = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount));
+            serde_json::json!([m.message_id(), count])
+        })
+        .collect();
+    let outcome = match verdict {
+        Verdict::Keep(keep) => serde_json::json!({"kept": keep}),
+        Verdict::ReturnAll(reason) => serde_json::json!({"returned": reason.label()}),
+    };
+    let at = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let line = serde_json::json!({"at_ms": at, "poller": poller, "messages": received, "outcome": outcome});
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        eprintln!("esm-local: cannot write the trace {}: {e}", path.display());
     }
 }
 

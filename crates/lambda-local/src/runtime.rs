@@ -256,6 +256,7 @@ pub struct Environment {
     queue_tx: mpsc::Sender<Pending>,
     server: JoinHandle<()>,
     alive: bool,
+    last_request_id: Option<String>,
 }
 
 impl Environment {
@@ -327,6 +328,7 @@ impl Environment {
             queue_tx,
             server,
             alive: true,
+            last_request_id: None,
         })
     }
 
@@ -369,7 +371,7 @@ impl Environment {
     }
 
     /// Delivers one event and waits for its outcome, at most the function's timeout.
-    pub async fn invoke(&mut self, body: Bytes) -> Invoked {
+    pub async fn invoke(&mut self, body: impl Into<Bytes>) -> Invoked {
         self.invoke_killing_after(body, None).await
     }
 
@@ -377,9 +379,10 @@ impl Environment {
     /// delivery if the invocation is still running then (fault injection).
     pub async fn invoke_killing_after(
         &mut self,
-        body: Bytes,
+        body: impl Into<Bytes>,
         kill_after: Option<Duration>,
     ) -> Invoked {
+        let body = body.into();
         if !self.alive {
             return Invoked::Killed;
         }
@@ -388,8 +391,10 @@ impl Environment {
             .duration_since(UNIX_EPOCH)
             .map(|d| (d + self.timeout).as_millis())
             .unwrap_or(0);
+        let id = request_id();
+        self.last_request_id = Some(id.clone());
         let pending = Pending {
-            id: request_id(),
+            id,
             body,
             deadline_ms,
             reply,
@@ -434,6 +439,11 @@ impl Environment {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         self.server.abort();
+    }
+
+    /// The request id of the latest invocation (`Lambda-Runtime-Aws-Request-Id`).
+    pub fn last_request_id(&self) -> Option<&str> {
+        self.last_request_id.as_deref()
     }
 
     /// False once the process died or was killed.

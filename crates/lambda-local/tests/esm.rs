@@ -179,6 +179,8 @@ fn mapping(queue: &str, function: lambda_local::Function) -> Mapping {
         init_timeout: Duration::from_secs(20),
         kill: None,
         seed: 1,
+        restart_on_rebuild: false,
+        trace: None,
     }
 }
 

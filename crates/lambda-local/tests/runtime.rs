@@ -40,7 +40,9 @@ async fn an_answer_carries_the_event_and_lambda_s_settings() {
             (deadline - now_ms - 30_000).abs() < 10_000,
             "{deadline} vs {now_ms}"
         );
-        ids.push(answer["requestId"].as_str().expect("id").to_owned());
+        let id = answer["requestId"].as_str().expect("id");
+        assert_eq!(env.last_request_id(), Some(id));
+        ids.push(id.to_owned());
     }
     assert_ne!(ids[0], ids[1]);
     assert!(env.is_alive());

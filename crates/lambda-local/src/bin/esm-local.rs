@@ -71,9 +71,16 @@ struct Args {
     /// Append the function's stdout and stderr to this file (default: ours).
     #[arg(long)]
     function_log: Option<PathBuf>,
+    /// Append one JSON line per batch to this file: message ids with their receive
+    /// counts, and the outcome (kept ids, or why the whole batch returned).
+    #[arg(long)]
+    trace: Option<PathBuf>,
     /// Write the final counters to this file as JSON.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Start a fresh environment when the --function file changes (after a rebuild).
+    #[arg(long)]
+    restart_on_rebuild: bool,
     /// The region for SQS requests (default: $AWS_REGION, then us-east-1).
     #[arg(long)]
     region: Option<String>,
@@ -166,6 +173,8 @@ fn configure(args: Args) -> Result<Run, String> {
             init_timeout: Duration::from_secs(10),
             kill,
             seed,
+            restart_on_rebuild: args.restart_on_rebuild,
+            trace: args.trace,
         },
         endpoint,
         region,

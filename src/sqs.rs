@@ -17,7 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use lambda_runtime::Context;
 use tracing::Instrument;
 
-use crate::app::{App, AWS_CALL_TIMEOUT};
+use crate::app::App;
 use crate::metrics::{self, Counted};
 use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
 use crate::reply::{Destination, Reply, ReplyError, Status};
@@ -214,14 +214,18 @@ async fn run_fifo<'a>(
         .await
 }
 
-/// Whether the invocation can still finish one message: a Chime call plus the
-/// store and reply calls. A deadline in the past means none was given (local
-/// runs, unit tests): no budget then.
+/// What a message needs besides its Chime call: the table's writes and the
+/// reply (milliseconds each when healthy; the rest is margin).
+pub const REPLY_BUDGET: Duration = Duration::from_secs(1);
+
+/// Whether the invocation can still finish one message: a Chime call plus
+/// [`REPLY_BUDGET`]. A deadline at the epoch means none was given (local runs,
+/// unit tests): no budget then.
 pub fn has_time(deadline: SystemTime, chime_timeout: Duration) -> bool {
     let Ok(remaining) = deadline.duration_since(SystemTime::now()) else {
         return deadline <= SystemTime::UNIX_EPOCH + Duration::from_secs(1);
     };
-    remaining >= chime_timeout + AWS_CALL_TIMEOUT
+    remaining >= chime_timeout + REPLY_BUDGET
 }
 
 /// Processes one message inside a span carrying its id; `true` when SQS must keep it.
@@ -425,7 +429,8 @@ mod tests {
         let chime = Duration::from_secs(2);
         let now = SystemTime::now();
         assert!(has_time(now + Duration::from_secs(30), chime));
-        assert!(!has_time(now + Duration::from_secs(3), chime));
+        assert!(has_time(now + Duration::from_millis(3_500), chime));
+        assert!(!has_time(now + Duration::from_millis(2_500), chime));
         assert!(
             !has_time(now - Duration::from_secs(1), chime),
             "past deadline"

@@ -1,0 +1,1 @@
+//! End-to-end tests of onboard-bulk (filled in below).

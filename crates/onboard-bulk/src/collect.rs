@@ -240,6 +240,11 @@ impl Tracker {
         std::mem::take(&mut self.deletes)
     }
 
+    /// Whether a state write is due: rows changed, or replies wait to be deleted.
+    pub fn needs_save(&self) -> bool {
+        self.dirty || !self.deletes.is_empty()
+    }
+
     /// Whether every row has an answer (or can never be sent).
     pub fn all_answered(&self) -> bool {
         self.state.rows.iter().all(|r| !r.status.is_open())

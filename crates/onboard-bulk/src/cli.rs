@@ -93,6 +93,10 @@ pub struct RunOptions {
     /// SendMessageBatch calls in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Most rows sent and not answered yet: sending pauses above it, so the request
+    /// queue never holds a huge backlog (0: no limit).
+    #[arg(long, default_value_t = 1000, value_name = "ROWS")]
+    pub max_in_flight: usize,
     /// Long polls of the reply queue in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub receivers: u16,

@@ -240,6 +240,15 @@ impl Tracker {
         std::mem::take(&mut self.deletes)
     }
 
+    /// Rows sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .rows
+            .iter()
+            .filter(|r| r.status == RowStatus::Sent)
+            .count()
+    }
+
     /// Whether a state write is due: rows changed, or replies wait to be deleted.
     pub fn needs_save(&self) -> bool {
         self.dirty || !self.deletes.is_empty()

@@ -301,10 +301,12 @@ where
         let (queues, tracker, stop) = (queues.clone(), tracker.clone(), stop_rx.clone());
         let send_options = SendOptions {
             concurrency: usize::from(options.concurrency),
+            max_in_flight: options.max_in_flight,
             ..SendOptions::default()
         };
         tokio::spawn(async move {
-            send_all(&*queues, to_send, send_options, stop, |batch| {
+            let in_flight = || tracker.lock().map(|t| t.in_flight()).unwrap_or(0);
+            send_all(&*queues, to_send, send_options, stop, &in_flight, |batch| {
                 if let Ok(mut t) = tracker.lock() {
                     t.mark_sent(&batch.sent);
                     for (index, reason) in &batch.refused {
@@ -512,6 +514,7 @@ mod tests {
             concurrency: 4,
             receivers: 2,
             idle_timeout: idle,
+            max_in_flight: 10,
             progress_every: 5,
             quiet: true,
         }

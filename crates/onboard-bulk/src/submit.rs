@@ -31,6 +31,8 @@ pub struct SendOptions {
     pub attempts: u32,
     /// First pause between attempts; doubled each time.
     pub backoff: Duration,
+    /// Most rows sent and not yet answered: a batch waits until it fits (0: no limit).
+    pub max_in_flight: usize,
 }
 
 impl Default for SendOptions {
@@ -39,6 +41,7 @@ impl Default for SendOptions {
             concurrency: 8,
             attempts: 5,
             backoff: Duration::from_millis(200),
+            max_in_flight: 1000,
         }
     }
 }
@@ -61,12 +64,15 @@ pub struct SendError {
 }
 
 /// Sends `rows` in batches of ten; `on_batch` sees each batch's result as it completes.
-/// Stops starting batches once `stop` turns true (batches in flight finish).
+/// A batch starts only while `in_flight()` (rows sent and not answered) leaves room for it
+/// under `options.max_in_flight`, so the request queue holds a bounded backlog. Stops
+/// starting batches once `stop` turns true (batches in flight finish).
 pub async fn send_all(
     queue: &dyn RequestQueue,
     rows: Vec<ToSend>,
     options: SendOptions,
     stop: watch::Receiver<bool>,
+    in_flight: &(dyn Fn() -> usize + Sync),
     mut on_batch: impl FnMut(BatchResult),
 ) -> Result<(), SendError> {
     let batches: Vec<Vec<ToSend>> = rows.chunks(BATCH).map(<[ToSend]>::to_vec).collect();
@@ -74,6 +80,12 @@ pub async fn send_all(
         .map(|batch| {
             let stop = stop.clone();
             async move {
+                while options.max_in_flight > 0
+                    && in_flight() + batch.len() > options.max_in_flight
+                    && !*stop.borrow()
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 if *stop.borrow() {
                     return Ok(BatchResult::default());
                 }
@@ -201,6 +213,7 @@ pub(crate) mod tests {
             concurrency: 3,
             attempts: 3,
             backoff: Duration::from_millis(1),
+            max_in_flight: 0,
         }
     }
 
@@ -214,7 +227,7 @@ pub(crate) mod tests {
         let (_tx, stop) = watch::channel(false);
         let mut sent = Vec::new();
         let mut refused = Vec::new();
-        send_all(&queue, rows(25), quick(), stop, |r| {
+        send_all(&queue, rows(25), quick(), stop, &|| 0, |r| {
             sent.extend(r.sent);
             refused.extend(r.refused);
         })
@@ -238,11 +251,37 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let (_tx, stop) = watch::channel(false);
-        let err = send_all(&queue, rows(5), quick(), stop, |_| {})
+        let err = send_all(&queue, rows(5), quick(), stop, &|| 0, |_| {})
             .await
             .unwrap_err();
         assert_eq!(err.attempts, 3);
         assert_eq!(err.reason, "connection refused");
+    }
+
+    #[tokio::test]
+    async fn sending_pauses_while_the_rows_in_flight_fill_the_window() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let queue = FakeRequests::default();
+        let (tx, stop) = watch::channel(false);
+        let options = SendOptions {
+            max_in_flight: 20,
+            ..quick()
+        };
+        // Nothing is ever answered: once 20 rows are out, sending waits until stopped.
+        let sent = AtomicUsize::new(0);
+        let in_flight = || sent.load(Ordering::SeqCst);
+        let stopper = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send(true).unwrap();
+        };
+        let sending = send_all(&queue, rows(60), options, stop, &in_flight, |r| {
+            sent.fetch_add(r.sent.len(), Ordering::SeqCst);
+        });
+        let (result, ()) = tokio::join!(sending, stopper);
+        result.unwrap();
+        let sent = sent.into_inner();
+        // Batches that passed the check together may overshoot by the concurrency.
+        assert!((20..=20 + 2 * BATCH).contains(&sent), "{sent}");
     }
 
     #[tokio::test]
@@ -251,9 +290,11 @@ pub(crate) mod tests {
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();
         let mut sent = 0;
-        send_all(&queue, rows(30), quick(), stop, |r| sent += r.sent.len())
-            .await
-            .unwrap();
+        send_all(&queue, rows(30), quick(), stop, &|| 0, |r| {
+            sent += r.sent.len()
+        })
+        .await
+        .unwrap();
         assert_eq!(sent, 0);
         assert!(queue.calls.lock().unwrap().is_empty());
     }

@@ -1,6 +1,7 @@
 //! Progress: a live bar on a terminal (indicatif), plain lines every few seconds when
 //! stderr is not one (a CI log, a pipe). Both show the same numbers: rows answered of all
-//! rows, sent, created, rejected, failed, waiting, the answer rate and the ETA.
+//! rows, sent, created, rejected, failed, waiting (sent, no reply yet), the answer rate
+//! and the ETA (of the rows not answered, sent or not).
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -17,11 +18,7 @@ const WINDOW: Duration = Duration::from_secs(10);
 pub fn counts_text(c: &Counts) -> String {
     format!(
         "sent {} · created {} · rejected {} · failed {} · waiting {}",
-        c.sent,
-        c.created,
-        c.rejected,
-        c.failed,
-        c.unanswered()
+        c.sent, c.created, c.rejected, c.failed, c.waiting
     )
 }
 
@@ -82,6 +79,8 @@ impl Progress {
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
+            // The clock and spinner move even while no reply comes.
+            bar.enable_steady_tick(Duration::from_millis(500));
             bar
         });
         Self {
@@ -151,7 +150,7 @@ mod tests {
         };
         assert_eq!(
             line(&c, 20.0),
-            "onboard-bulk: 60/100 answered · sent 88 · created 50 · rejected 8 · failed 2 · waiting 40 · 20.0/s · ETA 0:02"
+            "onboard-bulk: 60/100 answered · sent 88 · created 50 · rejected 8 · failed 2 · waiting 30 · 20.0/s · ETA 0:02"
         );
         assert_eq!(rate_text(0.0, 5), "0.0/s · ETA -");
         assert_eq!(rate_text(1.0, 125), "1.0/s · ETA 2:05");

@@ -326,6 +326,29 @@ where
         })
         .collect();
 
+    // The saver writes the state (then deletes the replies it records) at most once a
+    // second, apart from this loop, so a slow queue never freezes the progress or Ctrl-C.
+    let saver = {
+        let (queues, tracker, path, mut stop) = (
+            queues.clone(),
+            tracker.clone(),
+            state_path.clone(),
+            stop_rx.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return Ok::<(), StateError>(()),
+                }
+                let due = tracker.lock().map(|t| t.needs_save()).unwrap_or(false);
+                if due {
+                    save(&tracker, &path, &*queues).await?;
+                }
+            }
+        })
+    };
+
     let mut progress = Progress::new(
         rows,
         Duration::from_secs(options.progress_every),
@@ -333,7 +356,6 @@ where
     );
     let idle = Duration::from_secs(options.idle_timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last_save = Instant::now();
     let mut sender_done = false;
     let mut fatal = false;
     let signal = interrupted();
@@ -350,22 +372,18 @@ where
             fatal = true;
             break Some("reading the reply queue failed repeatedly".into());
         }
-        let (counts, last_change, dirty) = match tracker.lock() {
-            Ok(t) => (t.state.counts(), t.last_change, t.needs_save()),
+        if saver.is_finished() {
+            fatal = true;
+            break Some("saving the state failed".into());
+        }
+        let (counts, last_change) = match tracker.lock() {
+            Ok(t) => (t.state.counts(), t.last_change),
             Err(_) => {
                 fatal = true;
                 break Some("internal error: the run's state is poisoned".into());
             }
         };
         progress.update(&counts);
-        // Once a second at most: the state is rewritten whole (about 150 bytes a row).
-        if dirty && last_save.elapsed() >= Duration::from_secs(1) {
-            last_save = Instant::now();
-            if let Err(e) = save(&tracker, &state_path, &*queues).await {
-                fatal = true;
-                break Some(e.to_string());
-            }
-        }
         if sender_done && counts.waiting == 0 {
             break None;
         }
@@ -394,6 +412,10 @@ where
             fatal = true;
             stopped = Some(format!("reading the reply queue failed: {e}"));
         }
+    }
+    if let Ok(Err(e)) = saver.await {
+        fatal = true;
+        stopped = Some(e.to_string());
     }
     if let Err(e) = save(&tracker, &state_path, &*queues).await {
         fatal = true;

@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--max-concurrency", type=int, default=10)
     ap.add_argument("--visibility", type=int, default=15)
     ap.add_argument("--max-receive-count", type=int, default=1000)
+    ap.add_argument("--max-in-flight", type=int, default=200,
+                    help="onboard-bulk's window: moto's ReceiveMessage slows with the queue's depth")
     ap.add_argument("--dir", default=".bulk-demo")
     ap.add_argument("--bin", default="target/debug")
     ap.add_argument("--moto", default=".venv/bin/moto_server")
@@ -181,7 +183,7 @@ def main():
         started = time.monotonic()
         cli = subprocess.run([f"{args.bin}/onboard-bulk", "submit", path, "--queue", requests,
                               "--reply-queue", replies, "--endpoint-url", sqs_url, "--json",
-                              "--idle-timeout", "120"],
+                              "--idle-timeout", "120", "--max-in-flight", str(args.max_in_flight)],
                              env=cli_env, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
         elapsed = time.monotonic() - started
         print(f"bulk-demo: onboard-bulk exited {cli.returncode} after {elapsed:.1f} s", flush=True)

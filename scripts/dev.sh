@@ -57,6 +57,7 @@ chime-onboard is starting (the first build takes a few minutes).
   create:      curl -i -X POST $URL/accounts -H 'content-type: application/json' -d '{"Name":"Acme"}'
   queue:       $VENV/bin/python -c "import boto3; boto3.client('sqs', endpoint_url='$MOTO', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').send_message(QueueUrl='$REQUEST_QUEUE_URL', MessageBody='{\"Name\": \"Acme\", \"RequestId\": \"r-1\"}')"
   replies:     $REPLY_QUEUE_URL   (poller log: .dev/poller.log)
+  bulk:        AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing cargo run -q -p onboard-bulk -- submit names.csv --queue $REQUEST_QUEUE_URL --reply-queue $REPLY_QUEUE_URL --endpoint-url $MOTO --region us-east-1
   raw events:  $CARGO_LAMBDA lambda invoke chime-onboard --data-file events/sqs-standard-batch.json
   chime-local: http://127.0.0.1:$CHIME_PORT/_chime-local/accounts   (faults: POST /_chime-local/faults)
 Logs of the helpers are in .dev/. Ctrl-C stops everything.

@@ -1,0 +1,426 @@
+//! The whole path for the end-to-end tests, on loopback: moto_server (SQS and DynamoDB,
+//! one per test binary), chime-local with a token-bucket rate limit (in process, one per
+//! test), and a local event source mapping that hands request-queue batches to the
+//! function's own `handle` in process, deleting what it did not report failed.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use chime_onboard::{handle, App, Config};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+pub const REGION: &str = "us-east-1";
+/// Must match the function's MAX_RECEIVE_COUNT: throttled messages come back this often.
+const MAX_RECEIVE_COUNT: u32 = 50;
+
+struct Moto {
+    url: String,
+    _child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn start_moto() -> Moto {
+    let path = std::env::var("MOTO_SERVER")
+        .unwrap_or_else(|_| format!("{}/../../.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        Path::new(&path).exists(),
+        "moto_server not found at {path}: run `make venv` (or set MOTO_SERVER)"
+    );
+    let port = free_port();
+    // The shell kills moto when our stdin closes, i.e. when this test binary exits.
+    let script =
+        format!("'{path}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start moto_server");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        url: format!("http://{addr}"),
+        _child: child,
+    }
+}
+
+pub fn moto_url() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO.get_or_init(start_moto).url
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+macro_rules! http_client {
+    () => {
+        chime_onboard::tls::http_client(chime_onboard::tls::Roots::Amazon).expect("http client")
+    };
+}
+
+fn credentials() -> aws_sdk_sqs::config::Credentials {
+    aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests")
+}
+
+fn sqs_config() -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .http_client(http_client!())
+        .endpoint_url(moto_url())
+}
+
+fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .http_client(http_client!())
+        .endpoint_url(moto_url())
+}
+
+fn chime_config(url: &str) -> aws_sdk_chime::config::Builder {
+    aws_sdk_chime::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .http_client(http_client!())
+        .endpoint_url(url)
+}
+
+async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let name = unique("idempotency");
+    dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    name
+}
+
+/// One test's world.
+pub struct World {
+    pub chime: chime_local::Handle,
+    pub request_queue: String,
+    pub reply_queue: String,
+    pub dir: PathBuf,
+    stop: Arc<AtomicBool>,
+}
+
+impl World {
+    /// chime-local limited to `rps` CreateAccount calls a second, the queues, the table,
+    /// and `pollers` event-source-mapping pollers running the function.
+    pub async fn start(rps: f64, pollers: usize) -> Self {
+        let chime = chime_local::spawn(chime_local::Config {
+            faults: chime_local::Faults {
+                rate_limit: Some(chime_local::RateLimit { rps, burst: 5 }),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("spawn chime-local");
+        let sqs = aws_sdk_sqs::Client::from_conf(sqs_config().build());
+        let dlq = create_queue(&sqs, &unique("requests-dlq"), &[]).await;
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq arn")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("arn");
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT.to_string()});
+        let request_queue = create_queue(
+            &sqs,
+            &unique("requests"),
+            &[
+                (QueueAttributeName::VisibilityTimeout, "2".into()),
+                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            ],
+        )
+        .await;
+        let reply_queue = create_queue(&sqs, &unique("replies"), &[]).await;
+        let table = create_table(&aws_sdk_dynamodb::Client::from_conf(
+            dynamodb_config().build(),
+        ))
+        .await;
+        let config = Config {
+            reply_queue_url: Some(reply_queue.clone()),
+            allowed_reply_queues: vec![reply_queue.clone()],
+            idempotency_table: Some(table),
+            max_receive_count: MAX_RECEIVE_COUNT,
+            ..Config::default()
+        };
+        let app = Arc::new(App::new(
+            config,
+            chime_config(&chime.url()),
+            sqs_config(),
+            Some(dynamodb_config()),
+        ));
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&request_queue)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("arn");
+        let stop = Arc::new(AtomicBool::new(false));
+        // The handler's future is not `Send`-general enough for `tokio::spawn`: the pollers
+        // run together on a thread of their own, as one execution environment each.
+        let (client, queue, flag) = (sqs.clone(), request_queue.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let mapping = (0..pollers).map(|_| {
+                poll(
+                    client.clone(),
+                    queue.clone(),
+                    arn.clone(),
+                    app.clone(),
+                    flag.clone(),
+                )
+            });
+            runtime.block_on(futures_util::future::join_all(mapping));
+        });
+        let dir = std::env::temp_dir().join(unique("onboard-bulk-e2e"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self {
+            chime,
+            request_queue,
+            reply_queue,
+            dir,
+            stop,
+        }
+    }
+
+    /// Names of the accounts chime-local holds.
+    pub fn account_names(&self) -> Vec<String> {
+        self.chime.accounts().into_iter().map(|a| a.name).collect()
+    }
+
+    /// `onboard-bulk` with the world's queues and credentials; stdout and stderr go to
+    /// files named by `tag` in the world's folder.
+    pub fn cli(&self, tag: &str, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_onboard-bulk"));
+        let out = std::fs::File::create(self.dir.join(format!("{tag}.out"))).expect("out");
+        let err = std::fs::File::create(self.dir.join(format!("{tag}.err"))).expect("err");
+        command
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// The arguments of `submit` for `file` against this world.
+    pub fn submit_args(&self, file: &Path, report: &Path) -> Vec<String> {
+        vec![
+            "submit".into(),
+            file.display().to_string(),
+            "--queue".into(),
+            self.request_queue.clone(),
+            "--reply-queue".into(),
+            self.reply_queue.clone(),
+            "--report".into(),
+            report.display().to_string(),
+            "--endpoint-url".into(),
+            moto_url().into(),
+            "--idle-timeout".into(),
+            "60".into(),
+            "--progress-every".into(),
+            "1".into(),
+        ]
+    }
+
+    pub fn output(&self, tag: &str) -> String {
+        let read = |ext| std::fs::read_to_string(self.dir.join(format!("{tag}.{ext}")));
+        format!(
+            "--- stdout\n{}--- stderr\n{}",
+            read("out").unwrap_or_default(),
+            read("err").unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // The pollers see it within their one-second long poll and end with their thread.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> String {
+    let mut request = sqs.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        request = request.attributes(k.clone(), v);
+    }
+    request
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// One poller of the local event source mapping: receive up to ten, invoke the
+/// function with the SQS event Lambda would build, delete all but the reported failures.
+async fn poll(
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+    arn: String,
+    app: Arc<App>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(got) = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            continue;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), Value::String(v)))
+                    .collect();
+                let message_attributes: serde_json::Map<String, Value> = m
+                    .message_attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            json!({"stringValue": v.string_value, "dataType": v.data_type,
+                                   "stringListValues": [], "binaryListValues": []}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "messageId": m.message_id, "receiptHandle": m.receipt_handle,
+                    "body": m.body, "attributes": attributes,
+                    "messageAttributes": message_attributes,
+                    "md5OfBody": m.md5_of_body, "eventSource": "aws:sqs",
+                    "eventSourceARN": arn, "awsRegion": REGION,
+                })
+            })
+            .collect();
+        let mut context = Context::default();
+        context.request_id = unique("invoke");
+        context.deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64 + 30_000)
+            .unwrap_or(0);
+        let output = handle(&app, LambdaEvent::new(json!({"Records": records}), context)).await;
+        let failed: Vec<String> = match output.map(serde_json::to_value) {
+            Ok(Ok(value)) => value["batchItemFailures"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            // An invocation error returns the whole batch, as Lambda does.
+            _ => continue,
+        };
+        for m in &messages {
+            let id = m.message_id.clone().unwrap_or_default();
+            if failed.contains(&id) {
+                continue;
+            }
+            if let Some(handle) = &m.receipt_handle {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}

@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--max-receive-count", type=int, default=1000)
     ap.add_argument("--max-in-flight", type=int, default=200,
                     help="onboard-bulk's window: moto's ReceiveMessage slows with the queue's depth")
+    ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--dir", default=".bulk-demo")
     ap.add_argument("--bin", default="target/debug")
     ap.add_argument("--moto", default=".venv/bin/moto_server")
@@ -181,13 +182,27 @@ def main():
         cli_env = dict(esm_env)
         cli_env.pop("AWS_PROFILE", None)
         started = time.monotonic()
+        state = os.path.join(args.dir, "names.report.state.json")
         cli = subprocess.run([f"{args.bin}/onboard-bulk", "submit", path, "--queue", requests,
                               "--reply-queue", replies, "--endpoint-url", sqs_url, "--json",
-                              "--idle-timeout", "120", "--max-in-flight", str(args.max_in_flight)],
+                              "--idle-timeout", str(args.idle_timeout),
+                              "--max-in-flight", str(args.max_in_flight)],
                              env=cli_env, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
-        elapsed = time.monotonic() - started
-        print(f"bulk-demo: onboard-bulk exited {cli.returncode} after {elapsed:.1f} s", flush=True)
         summary = json.loads(cli.stdout.strip().splitlines()[-1]) if cli.stdout.strip() else {}
+        print(f"bulk-demo: onboard-bulk submit exited {cli.returncode} after "
+              f"{time.monotonic() - started:.1f} s: {summary.get('unanswered')} unanswered", flush=True)
+        # What a user does when rows stay unanswered: resume (same RequestIds, so the
+        # function's idempotency table answers them without a second account).
+        resumes = 0
+        while summary.get("unanswered") and resumes < 3:
+            resumes += 1
+            cli = subprocess.run([f"{args.bin}/onboard-bulk", "resume", state, "--json",
+                                  "--idle-timeout", str(args.idle_timeout)],
+                                 env=cli_env, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
+            summary = json.loads(cli.stdout.strip().splitlines()[-1]) if cli.stdout.strip() else {}
+            print(f"bulk-demo: onboard-bulk resume exited {cli.returncode}: "
+                  f"{summary.get('unanswered')} unanswered", flush=True)
+        elapsed = time.monotonic() - started
 
         with urllib.request.urlopen(f"{chime_url}/_chime-local/accounts", timeout=30) as r:
             accounts = json.load(r)["Accounts"]
@@ -237,7 +252,7 @@ def main():
         print(f"rate: {sustained:.1f} accounts/s sustained (middle 90 % of creations) = "
               f"{sustained / args.rps:.2f} of the {args.rps:g}/s rate limit; "
               f"{overall:.1f}/s first to last; {throttled} CreateAccount calls throttled; "
-              f"onboard-bulk {elapsed:.1f} s")
+              f"onboard-bulk {elapsed:.1f} s ({resumes} resume{'s' if resumes != 1 else ''})")
     for p in problems[:10]:
         print(f"bulk-demo: MISMATCH {p}")
     if summary.get("conflicts"):

@@ -289,7 +289,7 @@ impl World {
             "--endpoint-url".into(),
             moto_url().into(),
             "--idle-timeout".into(),
-            "60".into(),
+            "15".into(),
             "--progress-every".into(),
             "1".into(),
         ]

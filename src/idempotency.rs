@@ -342,8 +342,7 @@ async fn adopt(
     name: &AccountName,
 ) -> Result<Option<Account>, OnboardError> {
     let since = (held.since / 1000).saturating_sub(CLOCK_SKEW.as_secs()) as i64;
-    let mut candidates: Vec<(DateTime, Account)> = chime
-        .accounts_named(name)
+    let mut candidates: Vec<(DateTime, Account)> = list_named(chime, name)
         .await?
         .into_iter()
         .filter_map(|account| {
@@ -367,6 +366,35 @@ async fn adopt(
         }
     }
     Ok(None)
+}
+
+/// Verification's reads: a transient `ListAccounts` failure is tried again (a
+/// read is safe to repeat), since an unverified ambiguous outcome can only end
+/// in another delivery, or, on the last one, in a `Failed` answer for a request
+/// whose account may exist.
+const VERIFY_ATTEMPTS: u32 = 3;
+const VERIFY_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn list_named(
+    chime: &dyn ChimeAccounts,
+    name: &AccountName,
+) -> Result<Vec<Account>, OnboardError> {
+    let mut attempt = 1;
+    loop {
+        match chime.accounts_named(name).await {
+            Ok(accounts) => return Ok(accounts),
+            Err(err) if err.class().is_transient() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(
+                    code = err.code(),
+                    attempt,
+                    "verification could not list accounts; trying again"
+                );
+                tokio::time::sleep(VERIFY_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Marks the record COMPLETED with the account (fenced) and returns the outcome.
@@ -747,12 +775,22 @@ mod tests {
         chime.script([Step::CommitThenFail(chime_error(
             ChimeErrorKind::ServiceFailure,
         ))]);
-        chime.fail_lists([chime_error(ChimeErrorKind::Throttled)]);
+        chime.fail_lists((0..VERIFY_ATTEMPTS).map(|_| chime_error(ChimeErrorKind::Throttled)));
         let failed = once(&store, &chime, "k", "Acme").await;
         assert_eq!(failed, Err(chime_error(ChimeErrorKind::ServiceFailure)));
         let adopted = once(&store, &chime, "k", "Acme").await;
         assert!(matches!(adopted, Ok(Onboarded::Adopted(_))), "{adopted:?}");
         assert_eq!(chime.names(), ["Acme"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_list_is_tried_again_before_verification_gives_up() {
+        let (store, chime) = (FakeStore::default(), FakeChime::default());
+        chime.script([Step::CommitThenFail(OnboardError::ChimeTimeout)]);
+        chime.fail_lists((1..VERIFY_ATTEMPTS).map(|_| chime_error(ChimeErrorKind::Throttled)));
+        let adopted = once(&store, &chime, "k", "Acme").await;
+        assert!(matches!(adopted, Ok(Onboarded::Adopted(_))), "{adopted:?}");
+        assert_eq!(chime.creates(), 1);
     }
 
     #[tokio::test]
@@ -798,7 +836,7 @@ mod tests {
         chime.script([Step::CommitThenFail(chime_error(
             ChimeErrorKind::ServiceFailure,
         ))]);
-        chime.fail_lists([chime_error(ChimeErrorKind::Unavailable)]);
+        chime.fail_lists((0..VERIFY_ATTEMPTS).map(|_| chime_error(ChimeErrorKind::Unavailable)));
         assert!(once(&store, &chime, "a", "Acme").await.is_err());
         // B, same name, creates and claims its own.
         let b = once(&store, &chime, "b", "Acme").await;

@@ -173,12 +173,12 @@ async fn sqs_each_after_commit_fault_ends_in_one_account_and_one_created_reply()
 #[tokio::test]
 async fn two_requests_with_one_name_each_adopt_only_their_own_account() {
     let world = world(true).await;
-    // r-a's create commits then fails, and its verification cannot list (503
-    // on all three SDK attempts): it stays ambiguous and goes back to the queue.
-    world.set_faults(json!({"fail_next": [
-        "CommittedServiceFailure",
-        "ServiceUnavailableException", "ServiceUnavailableException", "ServiceUnavailableException"
-    ]}));
+    // r-a's create commits then fails, and its verification cannot list (503 on
+    // all three SDK attempts of all three tries): it stays ambiguous and goes
+    // back to the queue.
+    let mut faults = vec!["CommittedServiceFailure"];
+    faults.extend(["ServiceUnavailableException"; 9]);
+    world.set_faults(json!({ "fail_next": faults }));
     let response = world.invoke(sqs_batch(&[("m-a", "r-a", "Twin", 1)])).await;
     assert_eq!(
         response["batchItemFailures"][0]["itemIdentifier"],

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make dev`: chime-local + moto_server (SQS, DynamoDB) + the function under
-# `cargo lambda watch`, wired with the SDKs' standard endpoint variables, plus a
-# local SQS poller standing in for the event source mapping. Ctrl-C stops all.
+# `cargo lambda watch`, wired with the SDKs' standard endpoint variables, plus
+# esm-local (crates/lambda-local) standing in for the SQS event source mapping: it
+# runs the same debug binary under a loopback Runtime API, with Lambda's batch
+# semantics, and restarts it after a rebuild. Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,8 @@ wait_port() { # name port
 }
 
 cargo build -q -p chime-local --bin chime-local
+cargo build -q -p lambda-local --bin esm-local
+cargo build -q -p chime-onboard --bin chime-onboard
 target/debug/chime-local --port "$CHIME_PORT" --state .dev/chime-local-state.json >.dev/chime-local.log 2>&1 &
 pids+=($!)
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >.dev/moto.log 2>&1 &
@@ -46,7 +50,9 @@ IDEMPOTENCY_TABLE=$IDEMPOTENCY_TABLE
 RUST_LOG=info
 ENV
 
-"$VENV/bin/python" scripts/local_sqs.py --endpoint "$MOTO" poll --queue "$REQUEST_QUEUE_URL" --invoke-port "$INVOKE_PORT" >.dev/poller.log 2>&1 &
+target/debug/esm-local --queue-url "$REQUEST_QUEUE_URL" --endpoint-url "$MOTO" \
+  --function target/debug/chime-onboard --function-name chime-onboard --env-file .dev/function.env \
+  --timeout-secs 30 --restart-on-rebuild --status-secs 60 >.dev/poller.log 2>&1 &
 pids+=($!)
 
 URL="http://127.0.0.1:$INVOKE_PORT/lambda-url/chime-onboard"

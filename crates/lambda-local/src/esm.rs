@@ -277,9 +277,10 @@ async fn poll(
             Ok(output) => output.messages.unwrap_or_default(),
             Err(e) => {
                 add(&counters.receive_errors, 1);
+                let error = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
                 eprintln!(
                     "esm-local: ReceiveMessage failed: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                    truncate(&error, 200)
                 );
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}

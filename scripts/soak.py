@@ -42,7 +42,7 @@ REQUESTS = 1000              # messages sent, each with its own RequestId
 SAME_NAME_PAIRS = 50         # pairs of different RequestIds carrying the same Name
 MAX_RECEIVE_COUNT = 5        # the function's MAX_RECEIVE_COUNT = the redrive maxReceiveCount
 FUNCTION_TIMEOUT_S = 10      # Lambda function timeout; the function starts a message only with
-                             # CHIME_TIMEOUT_MS + 5 s (its AWS call timeout) left (src/sqs.rs)
+                             # CHIME_TIMEOUT_MS + its reply budget left (src/sqs.rs, has_time)
 VISIBILITY_TIMEOUT_S = 12    # > the function timeout, so a killed holder's record has expired
 CHIME_TIMEOUT_MS = 1000      # the function's Chime timeout
 WITHHOLD_MS = 1500           # an after-commit "withheld" answer comes later than that

@@ -1,6 +1,6 @@
 # chime-onboard — the commands the README promises.
 #   make dev    chime-local + moto_server (SQS, DynamoDB) + the function under cargo lambda watch
-#   make test   everything CI checks: fmt, clippy, Rust tests, Python tests, template policy, cold-start guard
+#   make test   everything CI checks: fmt, clippy, Rust tests, Python tests, template policy, cold-start guard, browser tests
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -31,7 +31,7 @@ test-rust: $(VENV_STAMP)
 include make/*.mk
 
 # cargo-lambda comes from the deploy venv (one copy of it and its zig).
-dev: $(VENV_STAMP) $(DEPLOY_STAMP)
+dev: $(VENV_STAMP) $(DEPLOY_STAMP) $(E2E_STAMP)
 	scripts/dev.sh
 
-test: lint test-rust test-python test-deploy bench-quick
+test: lint test-rust test-python test-deploy bench-quick e2e

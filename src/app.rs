@@ -13,6 +13,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::auth::Authenticator;
 use crate::chime::SdkChime;
 use crate::config::Config;
 use crate::event::{classify, Invocation, UnknownEvent, UnsupportedEvent};
@@ -32,6 +33,10 @@ pub struct App {
     pub chime: Arc<dyn ChimeAccounts>,
     pub replies: Arc<dyn ReplySender>,
     pub idempotency: Option<Arc<dyn IdempotencyStore>>,
+    /// Who is calling (HTTP); fetches the issuer's keys on first use only.
+    pub auth: Arc<Authenticator>,
+    /// The web form, rendered for this configuration.
+    pub page: Arc<crate::web::Page>,
 }
 
 impl App {
@@ -83,6 +88,8 @@ impl App {
             chime: Arc::new(chime),
             replies: Arc::new(sqs),
             idempotency,
+            auth: Arc::new(Authenticator::new(&config.auth, config.roots)),
+            page: Arc::new(crate::web::Page::new(config.sign_in.as_ref())),
             config,
         }
     }

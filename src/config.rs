@@ -29,6 +29,63 @@ pub struct Config {
     /// The roots HTTPS trusts: the platform's when `SSL_CERT_FILE` or
     /// `SSL_CERT_DIR` is set, else the Amazon roots compiled in.
     pub roots: Roots,
+    /// Who may call `POST /accounts` (`AUTH_*`).
+    pub auth: AuthConfig,
+    /// How the web form signs people in (`WEB_SIGNIN_*`); `None`: no sign-in.
+    pub sign_in: Option<SignIn>,
+}
+
+/// `AUTH_REQUIRED`, `AUTH_JWT_ISSUER`, `AUTH_JWT_AUDIENCE` (DESIGN.md, "Who is calling").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// A `POST /accounts` without a principal is refused with `401`.
+    pub required: bool,
+    /// Bearer JWTs the function verifies itself, if set.
+    pub jwt: Option<JwtIssuer>,
+}
+
+/// An issuer whose bearer tokens the function verifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtIssuer {
+    /// The exact `iss`; its keys come from `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Accepted `aud` values (or `client_id`, for access tokens without `aud`).
+    pub audiences: Vec<String>,
+}
+
+/// The OpenID Connect public client the page signs in with (authorization
+/// code + PKCE). The function only passes these to the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// `WEB_SIGNIN_AUTHORIZE_URL`: the issuer's authorization endpoint.
+    pub authorize_url: String,
+    /// `WEB_SIGNIN_TOKEN_URL`: the issuer's token endpoint (the page posts to it).
+    pub token_url: String,
+    /// `WEB_SIGNIN_CLIENT_ID`: the public app client.
+    pub client_id: String,
+    /// `WEB_SIGNIN_SCOPES`: space-separated scopes to ask for (default `openid`).
+    pub scopes: String,
+    /// `WEB_SIGNIN_TOKEN`: which token the page sends as its bearer.
+    pub bearer: BearerToken,
+}
+
+/// Which token of the token response the page sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerToken {
+    /// `access` (the default): what API Gateway's JWT authorizer checks scopes on.
+    Access,
+    /// `id`: for issuers whose access tokens are opaque (the local mock provider).
+    Id,
+}
+
+impl BearerToken {
+    /// The member of the token response, as the page reads it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Access => "access_token",
+            Self::Id => "id_token",
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +99,8 @@ impl Default for Config {
             max_receive_count: 5,
             chime_timeout: Duration::from_millis(5000),
             roots: Roots::Amazon,
+            auth: AuthConfig::default(),
+            sign_in: None,
         }
     }
 }
@@ -111,7 +170,12 @@ impl Config {
             Roots::Amazon
         };
 
+        let auth = auth_config(&get)?;
+        let sign_in = sign_in(&get)?;
+
         Ok(Self {
+            auth,
+            sign_in,
             roots,
             reply_queue_url,
             allowed_reply_queues,
@@ -155,6 +219,140 @@ fn number(
         )));
     }
     Ok(value)
+}
+
+fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+    let required = match get("AUTH_REQUIRED") {
+        None => false,
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError {
+                    variable: "AUTH_REQUIRED",
+                    value: raw,
+                    reason: "expected true or false".to_owned(),
+                })
+            }
+        },
+    };
+    let audiences: Vec<String> = get("AUTH_JWT_AUDIENCE")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let jwt = match get("AUTH_JWT_ISSUER") {
+        None if !audiences.is_empty() => {
+            return Err(ConfigError {
+                variable: "AUTH_JWT_ISSUER",
+                value: String::new(),
+                reason: "AUTH_JWT_AUDIENCE is set, so the issuer is needed too".to_owned(),
+            })
+        }
+        None => None,
+        Some(raw) => {
+            let issuer = raw.trim().to_owned();
+            fetchable_url("AUTH_JWT_ISSUER", &issuer)?;
+            if audiences.is_empty() {
+                return Err(ConfigError {
+                    variable: "AUTH_JWT_AUDIENCE",
+                    value: String::new(),
+                    reason: "AUTH_JWT_ISSUER is set, so the accepted audiences \
+                             (client ids, comma-separated) are needed too"
+                        .to_owned(),
+                });
+            }
+            Some(JwtIssuer { issuer, audiences })
+        }
+    };
+    Ok(AuthConfig { required, jwt })
+}
+
+fn sign_in(get: &impl Fn(&str) -> Option<String>) -> Result<Option<SignIn>, ConfigError> {
+    const NEEDED: [&str; 3] = [
+        "WEB_SIGNIN_AUTHORIZE_URL",
+        "WEB_SIGNIN_TOKEN_URL",
+        "WEB_SIGNIN_CLIENT_ID",
+    ];
+    let values: Vec<Option<String>> = NEEDED
+        .iter()
+        .map(|v| get(v).map(|s| s.trim().to_owned()))
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut found = Vec::new();
+    for (variable, value) in NEEDED.iter().zip(values) {
+        let Some(value) = value else {
+            return Err(ConfigError {
+                variable,
+                value: String::new(),
+                reason: format!("the web sign-in needs all of {}", NEEDED.join(", ")),
+            });
+        };
+        if *variable != "WEB_SIGNIN_CLIENT_ID" {
+            fetchable_url(variable, &value)?;
+        }
+        found.push(value);
+    }
+    let bearer = match get("WEB_SIGNIN_TOKEN").map(|v| v.trim().to_ascii_lowercase()) {
+        None => BearerToken::Access,
+        Some(v) if v == "access" => BearerToken::Access,
+        Some(v) if v == "id" => BearerToken::Id,
+        Some(v) => {
+            return Err(ConfigError {
+                variable: "WEB_SIGNIN_TOKEN",
+                value: v,
+                reason: "expected access or id".to_owned(),
+            })
+        }
+    };
+    let [authorize_url, token_url, client_id]: [String; 3] =
+        found.try_into().map_err(|_| ConfigError {
+            variable: "WEB_SIGNIN_CLIENT_ID",
+            value: String::new(),
+            reason: "incomplete sign-in settings".to_owned(),
+        })?;
+    Ok(Some(SignIn {
+        authorize_url,
+        token_url,
+        client_id,
+        scopes: get("WEB_SIGNIN_SCOPES")
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "openid".to_owned()),
+        bearer,
+    }))
+}
+
+/// An `https://` URL, or plain `http://` to a loopback host (`make dev`, tests).
+pub fn fetchable_url(variable: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
+    let error = |reason: &str| ConfigError {
+        variable,
+        value: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = url::Url::parse(raw).map_err(|_| error("expected an absolute https:// URL"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(error(
+            "plain http:// is allowed only for a loopback host (127.0.0.1, localhost, [::1]); use https://",
+        )),
+        _ => Err(error("expected an https:// URL")),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn queue_url(variable: &'static str, url: &str) -> Result<String, ConfigError> {
@@ -207,5 +405,68 @@ mod tests {
             .contains("CHIME_TIMEOUT_MS=\"soon\": expected a whole number"));
         let err = from(&[("REPLY_QUEUE_URL", "replies")]).err();
         assert_eq!(err.map(|e| e.variable), Some("REPLY_QUEUE_URL"));
+    }
+
+    #[test]
+    fn auth_settings_are_read_and_checked() {
+        let config = from(&[
+            ("AUTH_REQUIRED", "true"),
+            (
+                "AUTH_JWT_ISSUER",
+                "https://cognito-idp.us-east-1.amazonaws.com/pool",
+            ),
+            ("AUTH_JWT_AUDIENCE", "client-a, client-b"),
+        ])
+        .unwrap_or_default();
+        assert!(config.auth.required);
+        assert_eq!(
+            config.auth.jwt,
+            Some(JwtIssuer {
+                issuer: "https://cognito-idp.us-east-1.amazonaws.com/pool".to_owned(),
+                audiences: vec!["client-a".to_owned(), "client-b".to_owned()],
+            })
+        );
+        let variable = |pairs: &[(&str, &str)]| from(pairs).err().map(|e| e.variable);
+        assert_eq!(
+            variable(&[("AUTH_REQUIRED", "maybe")]),
+            Some("AUTH_REQUIRED")
+        );
+        assert_eq!(
+            variable(&[("AUTH_JWT_ISSUER", "https://issuer.example")]),
+            Some("AUTH_JWT_AUDIENCE")
+        );
+        assert_eq!(
+            variable(&[("AUTH_JWT_AUDIENCE", "client")]),
+            Some("AUTH_JWT_ISSUER")
+        );
+        // Plain HTTP only to loopback.
+        let http = |issuer| variable(&[("AUTH_JWT_ISSUER", issuer), ("AUTH_JWT_AUDIENCE", "c")]);
+        assert_eq!(http("http://127.0.0.1:9400"), None);
+        assert_eq!(http("http://localhost:9400"), None);
+        assert_eq!(http("http://issuer.example"), Some("AUTH_JWT_ISSUER"));
+        assert_eq!(http("issuer"), Some("AUTH_JWT_ISSUER"));
+    }
+
+    #[test]
+    fn sign_in_settings_come_all_together() {
+        let all = [
+            (
+                "WEB_SIGNIN_AUTHORIZE_URL",
+                "https://auth.example/oauth2/authorize",
+            ),
+            ("WEB_SIGNIN_TOKEN_URL", "https://auth.example/oauth2/token"),
+            ("WEB_SIGNIN_CLIENT_ID", "client"),
+        ];
+        let sign_in = from(&all).ok().and_then(|c| c.sign_in);
+        assert_eq!(sign_in.as_ref().map(|s| s.scopes.as_str()), Some("openid"));
+        assert_eq!(sign_in.map(|s| s.bearer), Some(BearerToken::Access));
+        let err = from(&all[..2]).err().map(|e| e.variable);
+        assert_eq!(err, Some("WEB_SIGNIN_CLIENT_ID"));
+        let mut bad = all.to_vec();
+        bad.push(("WEB_SIGNIN_TOKEN", "refresh"));
+        assert_eq!(
+            from(&bad).err().map(|e| e.variable),
+            Some("WEB_SIGNIN_TOKEN")
+        );
     }
 }

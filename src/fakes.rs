@@ -218,6 +218,8 @@ pub fn app(
     config.reply_queue_url = Some("https://sqs.test/1/replies".to_owned());
     config.allowed_reply_queues = vec!["https://sqs.test/1/replies".to_owned()];
     App {
+        auth: Arc::new(crate::auth::Authenticator::new(&config.auth, config.roots)),
+        page: Arc::new(crate::web::Page::new(config.sign_in.as_ref())),
         config,
         chime,
         replies,

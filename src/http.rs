@@ -17,16 +17,16 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 
 use crate::app::App;
+use crate::auth::AuthError;
 use crate::event::HttpEvent;
 use crate::metrics::{self, Counted};
 use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest, Onboarded};
+use crate::web;
 
 /// Largest accepted request body, after base64 decoding.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
-
-const FORM_HTML: &str = include_str!("../web/index.html");
 
 /// Answers one HTTP event in the shape it arrived in.
 pub async fn handle_event(
@@ -53,6 +53,8 @@ pub async fn handle_event(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Form,
+    /// The page's script or stylesheet.
+    Asset(web::Asset),
     Accounts,
     Unknown,
 }
@@ -70,6 +72,8 @@ fn route(path: &str, stage: Option<&str>) -> Route {
     match segments.last() {
         None => Route::Form,
         Some(&"accounts") => Route::Accounts,
+        Some(&"app.js") => Route::Asset(web::Asset::Script),
+        Some(&"app.css") => Route::Asset(web::Asset::Styles),
         Some(_) => Route::Unknown,
     }
 }
@@ -92,6 +96,7 @@ enum Failure {
     BodyMissing,
     IdempotencyKeyInvalid,
     Malformed { reason: &'static str },
+    Auth(AuthError),
     Onboard(OnboardError),
 }
 
@@ -111,6 +116,8 @@ impl Failure {
             Self::BodyMissing | Self::IdempotencyKeyInvalid | Self::Malformed { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            Self::Auth(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Onboard(err) => match err.class() {
                 ErrorClass::Invalid => StatusCode::BAD_REQUEST,
                 ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,6 +141,7 @@ impl Failure {
             Self::BodyMissing => "BodyMissing",
             Self::IdempotencyKeyInvalid => "IdempotencyKeyInvalid",
             Self::Malformed { .. } => "MalformedRequest",
+            Self::Auth(err) => err.code(),
             Self::Onboard(err) => err.code(),
         }
     }
@@ -151,6 +159,7 @@ impl Failure {
                 "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             ),
             Self::Malformed { reason } => (*reason).to_owned(),
+            Self::Auth(err) => err.to_string(),
             Self::Onboard(err) => err.to_string(),
         }
     }
@@ -189,6 +198,15 @@ fn problem(failure: &Failure, request_id: &str) -> Response<Body> {
     if let Some(seconds) = failure.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    if let Some(challenge) = match failure {
+        Failure::Auth(err) => err.challenge(),
+        _ => None,
+    } {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
     response
 }
 
@@ -198,10 +216,20 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
         .map(Context::deadline)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let route = route(request.uri().path(), stage(&request));
+    // A browser posting the form without scripts gets HTML back (DESIGN.md, "The web form").
+    let html = route == Route::Accounts
+        && web::prefers_html(
+            request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
     let result = match (route, request.method()) {
-        (Route::Form, &Method::GET | &Method::HEAD) => Ok(form()),
+        (Route::Form, &Method::GET | &Method::HEAD) => Ok(app.page.form()),
         (Route::Form, _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
-        (Route::Accounts, &Method::POST) => create(app, &request, deadline).await,
+        (Route::Asset(asset), &Method::GET | &Method::HEAD) => Ok(web::asset(asset)),
+        (Route::Asset(_), _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
+        (Route::Accounts, &Method::POST) => create(app, &request, deadline, html).await,
         (Route::Accounts, _) => Err(Failure::MethodNotAllowed { allow: "POST" }),
         (Route::Unknown, _) => Err(Failure::NotFound),
     };
@@ -214,12 +242,26 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
             );
             response
         }
+        Err(failure) if html => {
+            log_failure(&failure);
+            app.page
+                .refused(failure.status(), failure.code(), failure.retry_after())
+        }
         Err(failure) => refuse(failure, &request),
     }
 }
 
 /// Logs a failure and answers it with problem+json.
 fn refuse(failure: Failure, request: &Request) -> Response<Body> {
+    log_failure(&failure);
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.as_str())
+        .unwrap_or_default();
+    problem(&failure, request_id)
+}
+
+fn log_failure(failure: &Failure) {
     let status = failure.status();
     let transient = matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS)
         || status.is_server_error();
@@ -237,20 +279,6 @@ fn refuse(failure: Failure, request: &Request) -> Response<Body> {
             "request refused"
         );
     }
-    let request_id = request
-        .lambda_context_ref()
-        .map(|c| c.request_id.as_str())
-        .unwrap_or_default();
-    problem(&failure, request_id)
-}
-
-fn form() -> Response<Body> {
-    let mut response = Response::new(Body::Text(FORM_HTML.to_owned()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
 }
 
 /// The accepted body encodings.
@@ -321,14 +349,15 @@ fn idempotency_key(request: &Request, principal: &str) -> Result<Option<String>,
     }
 }
 
-/// The caller, until sign-in exists: every request is the anonymous principal.
-const ANONYMOUS: &str = "anonymous";
-
 async fn create(
     app: &App,
     request: &Request,
     deadline: SystemTime,
+    html: bool,
 ) -> Result<Response<Body>, Failure> {
+    // Who is calling comes first: an unauthenticated body is not even read.
+    let principal = app.auth.principal(request).await.map_err(Failure::Auth)?;
+    tracing::info!(sub = principal.subject(), "caller");
     let body: &[u8] = request.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
         return Err(Failure::PayloadTooLarge);
@@ -344,7 +373,7 @@ async fn create(
     };
     // Without a table the header is accepted and ignored (DESIGN.md).
     let key = match app.idempotency {
-        Some(_) => idempotency_key(request, ANONYMOUS)?,
+        Some(_) => idempotency_key(request, &principal.id())?,
         None => None,
     };
     let onboarded = app.create(key.as_deref(), &onboard.name, deadline).await?;
@@ -352,7 +381,11 @@ async fn create(
         Onboarded::Adopted(_) => Counted::Adopted,
         _ => Counted::Created,
     });
-    Ok(created(onboarded.account()))
+    Ok(if html {
+        app.page.created(&onboarded.account().account_id)
+    } else {
+        created(onboarded.account())
+    })
 }
 
 fn created(account: &Account) -> Response<Body> {

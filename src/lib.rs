@@ -13,11 +13,14 @@
 //!   and knows nothing of HTTP or SQS;
 //! - [`chime`], [`reply`] and [`idempotency`] are the ports: small traits with
 //!   their AWS SDK implementations;
+//! - [`auth`] says who is calling (authorizer claims, IAM caller, or a bearer
+//!   JWT it verifies itself); [`web`] is the self-service page and its HTML answers;
 //! - [`config`] reads and validates the environment; [`tls`] builds the one
 //!   HTTPS client the SDK clients share; [`metrics`] writes CloudWatch
 //!   embedded-metric-format lines per invocation.
 
 pub mod app;
+pub mod auth;
 pub mod chime;
 pub mod config;
 pub mod event;
@@ -28,6 +31,7 @@ pub mod onboard;
 pub mod reply;
 pub mod sqs;
 pub mod tls;
+pub mod web;
 
 #[cfg(test)]
 mod fakes;

@@ -28,22 +28,37 @@ pub enum Roots {
 #[error("could not build the HTTPS client: {0}")]
 pub struct TlsError(String);
 
-/// Builds the shared HTTPS client (it also speaks plain HTTP, for emulators).
-pub fn http_client(roots: Roots) -> Result<SharedHttpClient, TlsError> {
+fn context(roots: Roots) -> Result<tls::TlsContext, TlsError> {
     let trust = match roots {
         Roots::Amazon => tls::TrustStore::empty().with_pem_certificate(AMAZON_ROOTS),
         Roots::Platform => tls::TrustStore::default(),
     };
-    let context = tls::TlsContext::builder()
+    tls::TlsContext::builder()
         .with_trust_store(trust)
         .build()
-        .map_err(|e| TlsError(e.to_string()))?;
+        .map_err(|e| TlsError(e.to_string()))
+}
+
+/// Builds the shared HTTPS client (it also speaks plain HTTP, for emulators).
+pub fn http_client(roots: Roots) -> Result<SharedHttpClient, TlsError> {
     Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .tls_context(context)
+        .tls_context(context(roots)?)
         .build_https())
+}
+
+/// The same TLS stack as a bare connector, for the few requests that are not
+/// SDK calls (the JWT issuer's keys, `src/auth.rs`): rustls on ring, the same
+/// roots. Callers bound each request's time themselves.
+pub fn connector(roots: Roots) -> Result<aws_smithy_http_client::Connector, TlsError> {
+    Ok(aws_smithy_http_client::Connector::builder()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context(roots)?)
+        .build())
 }
 
 #[cfg(test)]

@@ -1,0 +1,276 @@
+"""A loopback stand-in for a Lambda Function URL: an HTTP front that turns each
+request into an HTTP API v2 event, and the Lambda Runtime API that the built
+function binary polls for it. Used by the browser tests (and usable by hand):
+
+    python tests/e2e/lambda_front.py --port 9100 -- target/debug/chime-onboard
+
+Everything listens on 127.0.0.1; the function runs as a child process with the
+environment given, and is killed with the front. One invocation at a time, as in
+one Lambda execution environment; every wait is bounded.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+INVOCATION_TIMEOUT_S = 30
+
+
+class Invocation:
+    def __init__(self, event: dict):
+        self.id = str(uuid.uuid4())
+        self.event = event
+        self.done = threading.Event()
+        self.response: dict | None = None
+        self.error: dict | None = None
+
+
+class Runtime:
+    """Pending invocations and their answers."""
+
+    def __init__(self) -> None:
+        self.pending: "queue.Queue[Invocation]" = queue.Queue()
+        self.by_id: dict[str, Invocation] = {}
+        self.lock = threading.Lock()
+        self.init_error: dict | None = None
+
+    def invoke(self, event: dict) -> Invocation:
+        invocation = Invocation(event)
+        with self.lock:
+            self.by_id[invocation.id] = invocation
+        self.pending.put(invocation)
+        invocation.done.wait(INVOCATION_TIMEOUT_S)
+        with self.lock:
+            self.by_id.pop(invocation.id, None)
+        return invocation
+
+    def finish(self, request_id: str, response: dict | None, error: dict | None) -> bool:
+        with self.lock:
+            invocation = self.by_id.get(request_id)
+        if invocation is None:
+            return False
+        invocation.response, invocation.error = response, error
+        invocation.done.set()
+        return True
+
+
+def v2_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, port: int) -> dict:
+    parts = urlsplit(raw_path)
+    now = time.time()
+    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": f"127.0.0.1:{port}",
+            "domainPrefix": "127",
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": True,
+        "body": base64.b64encode(body).decode(),
+    }
+    if cookies:
+        event["cookies"] = cookies
+    return event
+
+
+def make_handler(runtime: Runtime, front_port: int):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet
+            pass
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        # ---------------------------------------------------- the Runtime API
+        def _runtime(self) -> bool:
+            path = self.path
+            if not path.startswith(RUNTIME_PREFIX):
+                return False
+            rest = path[len(RUNTIME_PREFIX):]
+            if self.command == "GET" and rest == "/invocation/next":
+                invocation = runtime.pending.get()  # the function long-polls
+                deadline = int((time.time() + INVOCATION_TIMEOUT_S) * 1000)
+                self._send(200, [
+                    ("content-type", "application/json"),
+                    ("lambda-runtime-aws-request-id", invocation.id),
+                    ("lambda-runtime-deadline-ms", str(deadline)),
+                    ("lambda-runtime-invoked-function-arn",
+                     "arn:aws:lambda:us-east-1:000000000000:function:chime-onboard"),
+                    ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000"),
+                ], json.dumps(invocation.event).encode())
+                return True
+            body = self._body()
+            if self.command == "POST" and rest.startswith("/invocation/"):
+                request_id, _, kind = rest[len("/invocation/"):].partition("/")
+                payload = json.loads(body or b"null")
+                ok = runtime.finish(request_id, payload if kind == "response" else None,
+                                    payload if kind == "error" else None)
+                self._send(202 if ok else 404, [("content-type", "application/json")], b"{}")
+                return True
+            if self.command == "POST" and rest == "/init/error":
+                runtime.init_error = json.loads(body or b"null")
+                sys.stderr.write(f"lambda_front: init error: {runtime.init_error}\n")
+                self._send(202, [("content-type", "application/json")], b"{}")
+                return True
+            self._send(404, [], b"")
+            return True
+
+        # ---------------------------------------------------- the HTTP front
+        def _front(self) -> None:
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():
+                key = name.lower()
+                headers[key] = f"{headers[key]},{value}" if key in headers else value
+            event = v2_event(self.command, self.path, headers, self._body(), front_port)
+            invocation = runtime.invoke(event)
+            if not invocation.done.is_set():
+                self._send(504, [("content-type", "text/plain")], b"the function did not answer in time\n")
+                return
+            if invocation.error is not None or not isinstance(invocation.response, dict):
+                self._send(502, [("content-type", "application/json")],
+                           json.dumps(invocation.error or {"message": "bad response"}).encode())
+                return
+            response = invocation.response
+            out_headers = [(k, str(v)) for k, v in (response.get("headers") or {}).items()]
+            for k, values in (response.get("multiValueHeaders") or {}).items():
+                out_headers += [(k, str(v)) for v in values]
+            out_headers += [("set-cookie", c) for c in response.get("cookies") or []]
+            body = response.get("body") or ""
+            raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+            self._send(int(response.get("statusCode", 200)), out_headers, raw)
+
+        def _dispatch(self) -> None:
+            if not self._runtime():
+                self._front()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+    return Handler
+
+
+class Front:
+    """The front + runtime on two loopback ports, and the function process."""
+
+    def __init__(self, binary: str, env: dict[str, str], port: int = 0, log_path: str | None = None):
+        self.runtime = Runtime()
+        self.http = ThreadingHTTPServer(("127.0.0.1", port), None)  # type: ignore[arg-type]
+        self.port = self.http.server_address[1]
+        self.http.RequestHandlerClass = make_handler(self.runtime, self.port)
+        self.api = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.runtime, self.port))
+        self.api.daemon_threads = self.http.daemon_threads = True
+        for server in (self.http, self.api):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        child_env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.api.server_address[1]}",
+            "AWS_LAMBDA_FUNCTION_NAME": "chime-onboard",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/chime-onboard",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **env,
+        }
+        self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen([binary], env=child_env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.http.shutdown()
+        self.api.shutdown()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--env-file", help="KEY=VALUE lines passed to the function")
+    parser.add_argument("binary", help="the built function (target/debug/chime-onboard)")
+    args = parser.parse_args()
+    env: dict[str, str] = {}
+    if args.env_file:
+        for line in open(args.env_file):
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key] = value
+    env.setdefault("RUST_LOG", "info")
+    front = Front(args.binary, env, port=args.port)
+    print(f"lambda_front: {front.url} -> {args.binary}", flush=True)
+    try:
+        while front.process.poll() is None:
+            time.sleep(0.5)
+        print(f"lambda_front: the function exited with {front.process.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        front.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

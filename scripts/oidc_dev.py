@@ -19,6 +19,13 @@ import os
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain HTTP, loopback only
 
 import oidc_provider_mock  # noqa: E402
+from oidc_provider_mock import _app as mock_app  # noqa: E402
+
+# The mock only knows confidential clients; the page is a public one, which
+# authenticates at the token endpoint with its client id alone ("none").
+mock_app.AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS = [
+    "client_secret_basic", "client_secret_post", "none",
+]
 
 
 def app():

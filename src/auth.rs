@@ -249,6 +249,21 @@ struct KeyCache {
     next_fetch: Option<Instant>,
 }
 
+impl KeyCache {
+    fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<Key> {
+        match kid {
+            Some(kid) => self.keys.get(kid).cloned(),
+            None => {
+                let mut candidates = self.keys.values().filter(|k| k.algorithm == algorithm);
+                match (candidates.next(), candidates.next()) {
+                    (Some(only), None) => Some(only.clone()),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
 /// Verifies bearer JWTs of one issuer.
 struct JwtVerifier {
     issuer: String,
@@ -298,10 +313,7 @@ impl JwtVerifier {
                 header.alg
             )));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| AuthError::invalid("the token header has no key id (kid)"))?;
-        let key = self.key(&kid).await?;
+        let key = self.key(header.kid.as_deref(), header.alg).await?;
         if key.algorithm != header.alg {
             return Err(AuthError::invalid(
                 "the token's algorithm does not match its key",
@@ -354,11 +366,12 @@ impl JwtVerifier {
     }
 
     /// The key for `kid`: from the cache, or from a fetch if the cache does not
-    /// have it and the last fetch is old enough.
-    async fn key(&self, kid: &str) -> Result<Key, AuthError> {
+    /// have it and the last fetch is old enough. A token without `kid` (it is
+    /// optional) takes the issuer's one key for its algorithm, if it has one.
+    async fn key(&self, kid: Option<&str>, algorithm: Algorithm) -> Result<Key, AuthError> {
         let mut cache = self.cache.lock().await;
-        if let Some(key) = cache.keys.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = cache.find(kid, algorithm) {
+            return Ok(key);
         }
         let now = Instant::now();
         if cache.next_fetch.is_none_or(|at| now >= at) {
@@ -375,11 +388,12 @@ impl JwtVerifier {
                 }
             }
         }
-        cache
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| AuthError::invalid("the key id (kid) is not one of the issuer's keys"))
+        cache.find(kid, algorithm).ok_or_else(|| match kid {
+            Some(_) => AuthError::invalid("the key id (kid) is not one of the issuer's keys"),
+            None => AuthError::invalid(
+                "the token has no key id (kid) and the issuer has no single key for its algorithm",
+            ),
+        })
     }
 }
 
@@ -757,6 +771,24 @@ mod tests {
         tokio::time::advance(RETRY_AFTER_FAILURE).await;
         let _ = principal_of(&auth, Some(&token)).await;
         assert_eq!(keys.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_without_kid_uses_the_issuers_only_key_for_its_algorithm() {
+        let rsa = Signer::rsa("rsa-1");
+        let ec = Signer::ec("ec-1");
+        let token = rsa.sign_without_kid(&testing::claims());
+        let one = Authenticator::with_key_source(
+            &config(true),
+            StaticKeys::new(vec![rsa.jwk(), ec.jwk()]),
+        );
+        assert!(principal_of(&one, Some(&token)).await.is_ok());
+        let two = Authenticator::with_key_source(
+            &config(true),
+            StaticKeys::new(vec![rsa.jwk(), Signer::rsa("rsa-2").jwk()]),
+        );
+        let err = principal_of(&two, Some(&token)).await.err();
+        assert_eq!(err.as_ref().map(AuthError::code), Some("TokenInvalid"));
     }
 
     #[test]

@@ -272,6 +272,9 @@ fn log_failure(failure: &Failure) {
     });
     if status.is_server_error() {
         tracing::warn!(status = status.as_u16(), code = failure.code(), detail = %failure.detail(), "request failed");
+    } else if let Failure::Auth(err) = failure {
+        // Which check failed (never the token itself).
+        tracing::info!(status = status.as_u16(), code = failure.code(), reason = %err, "request refused");
     } else {
         tracing::info!(
             status = status.as_u16(),

@@ -88,6 +88,10 @@ impl Signer {
         self.jwk.clone()
     }
 
+    pub fn sign_without_kid(&self, claims: &Value) -> String {
+        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key).expect("sign")
+    }
+
     pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());

@@ -522,6 +522,7 @@ impl KeySource for HttpKeySource {
 mod testing;
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

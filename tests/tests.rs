@@ -16,3 +16,5 @@ mod idempotency;
 mod exactly_once;
 // The built binary under a loopback Runtime API, configured only by environment.
 mod binary;
+// Who is calling: bearer JWTs verified against a loopback issuer's JWKS.
+mod auth;

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use chime_onboard::auth::KeySource;
 use chime_onboard::{handle, App, Config};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
+
+// JWT signing keys and token builders (shared with src/auth.rs's unit tests).
+pub mod jwt;
 
 pub const REGION: &str = "us-east-1";
 

@@ -216,8 +216,19 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
         .map(Context::deadline)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let route = route(request.uri().path(), stage(&request));
-    // A browser posting the form without scripts gets HTML back (DESIGN.md, "The web form").
+    // A browser posting the form without scripts gets HTML back (DESIGN.md,
+    // "The web form"): a form post whose Accept prefers HTML. JSON stays JSON.
+    let form_post = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let html = route == Route::Accounts
+        && form_post
         && web::prefers_html(
             request
                 .headers()
@@ -384,11 +395,16 @@ async fn create(
         Onboarded::Adopted(_) => Counted::Adopted,
         _ => Counted::Created,
     });
-    Ok(if html {
-        app.page.created(&onboarded.account().account_id)
+    if html {
+        let account_id = &onboarded.account().account_id;
+        let mut response = app.page.created(account_id);
+        if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{account_id}")) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
     } else {
-        created(onboarded.account())
-    })
+        Ok(created(onboarded.account()))
+    }
 }
 
 fn created(account: &Account) -> Response<Body> {

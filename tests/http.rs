@@ -69,7 +69,10 @@ async fn every_event_shape_creates_an_account_and_answers_in_its_shape() {
         ("alb", event!("alb-post-accounts.json")),
         ("url", event!("function-url-post-accounts.json")),
     ];
-    for (shape, event) in cases {
+    for (shape, mut event) in cases {
+        // The Function URL sample is a browser's form post; a JSON client here
+        // (the browser's answer is checked in `a_browser_form_post_gets_an_html_page`).
+        event["headers"]["accept"] = json!("application/json");
         let response = world.invoke(event).await;
         assert_eq!(response["statusCode"], json!(201), "{shape}: {response}");
         let created = body(&response);
@@ -329,4 +332,39 @@ async fn events_lambda_http_would_panic_on_are_answered_400() {
         assert_problem(&response, 400, "MalformedRequest");
     }
     assert!(world.account_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_browser_form_post_gets_an_html_page() {
+    let world = World::new().await;
+    // The sample as a browser sends it: urlencoded, `Accept: text/html`.
+    let response = world
+        .invoke(event!("function-url-post-accounts.json"))
+        .await;
+    assert_eq!(response["statusCode"], json!(201), "{response}");
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(header(&response, "content-security-policy").is_some());
+    let html = response["body"].as_str().unwrap_or_default();
+    let id = html
+        .split("<code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .unwrap_or_default();
+    assert!(world.has_account(id), "{id} not in chime-local");
+    assert_eq!(
+        header(&response, "location"),
+        Some(format!("/accounts/{id}").as_str())
+    );
+    // A bad name: the form again, the words beside the field, status 400.
+    let mut event = event!("function-url-post-accounts.json");
+    event["body"] = json!("Name=%20%20");
+    event["isBase64Encoded"] = json!(false);
+    let response = world.invoke(event).await;
+    assert_eq!(response["statusCode"], json!(400));
+    let html = response["body"].as_str().unwrap_or_default();
+    assert!(html.contains("aria-invalid=\"true\""));
+    assert!(html.contains("Enter an account name"));
 }

@@ -7,8 +7,9 @@ parameters (FIFO or not, table or not, Function URL or not).
 
 Rules (ids are what `check.py` prints and what fixtures are named after):
 
-- http-post-authorized: `POST /accounts` exists and every HTTP route except the
-  public `GET /` form has a JWT (or AWS_IAM) authorizer; Function URLs use AWS_IAM.
+- http-post-authorized: `POST /accounts` exists, requires a scope, and every HTTP
+  route except the public form (`GET /`, `/app.js`, `/app.css`) has a JWT (or
+  AWS_IAM) authorizer; Function URLs use AWS_IAM.
 - iam-least-privilege: identity policies grant only allow-listed actions
   (chime:CreateAccount/ListAccounts, the SQS poll and send actions, DynamoDB
   item actions, writing logs), never an action wildcard, `NotAction` or a managed
@@ -43,6 +44,8 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
     "logs": {"CreateLogStream", "PutLogEvents"},
 }
 SQS_SEND_ACTIONS = {"sendmessage"}
+# The only routes that may go without an authorizer: the web form and its script and stylesheet.
+PUBLIC_PAGE_PATHS = {"/", "/app.js", "/app.css"}
 # The only SAM policy template allowed: it is scoped to one queue.
 ALLOWED_SAM_POLICY_TEMPLATES = {"SQSPollerPolicy"}
 
@@ -242,8 +245,12 @@ def http_post_authorized(t: dict) -> list[Violation]:
         api_auth = (props(apis[api_id]).get("Auth") if api_id in apis else globals_auth) or {}
         if method in ("POST", "ANY") and path == "/accounts":
             has_post_accounts = True
-        if method == "GET" and path == "/":
-            continue  # the public onboarding form
+        if method == "GET" and path in PUBLIC_PAGE_PATHS:
+            continue  # the public onboarding form and its two files
+        if method in ("POST", "ANY") and path == "/accounts":
+            scopes = [s for s in as_list((p.get("Auth") or {}).get("AuthorizationScopes")) if s]
+            if not scopes:
+                out.append(Violation(rule, where, "POST /accounts requires no scope: any token of the audience could create accounts"))
         event_auth = (p.get("Auth") or {}).get("Authorizer")
         for effective in alternatives(event_auth) or alternatives(api_auth.get("DefaultAuthorizer")) or [None]:
             if effective in (None, "NONE"):
@@ -261,7 +268,7 @@ def http_post_authorized(t: dict) -> list[Violation]:
 
     for fid, eid, p in sam_events(t, "Api"):
         # REST API events: only the public form may go without an authorizer.
-        if str(p.get("Method", "ANY")).upper() == "GET" and p.get("Path") == "/":
+        if str(p.get("Method", "ANY")).upper() == "GET" and p.get("Path") in PUBLIC_PAGE_PATHS:
             continue
         if str(p.get("Method", "")).upper() in ("POST", "ANY") and p.get("Path") == "/accounts":
             has_post_accounts = True
@@ -273,7 +280,7 @@ def http_post_authorized(t: dict) -> list[Violation]:
         key = str(props(r).get("RouteKey", ""))
         if key in ("POST /accounts", "ANY /accounts"):
             has_post_accounts = True
-        if key == "GET /":
+        if key in {f"GET {path}" for path in PUBLIC_PAGE_PATHS}:
             continue
         if props(r).get("AuthorizationType", "NONE") not in ("JWT", "AWS_IAM", "CUSTOM"):
             out.append(Violation(rule, rid, f"route {key!r} has AuthorizationType NONE"))

@@ -136,6 +136,10 @@ MUTATIONS: list[tuple[str, str, Callable[[dict], None]]] = [
     ("http-post-authorized", "a second public route besides the form",
      lambda t: fn(t)["Events"].update(Admin={"Type": "HttpApi", "Properties": {
          "ApiId": {"Ref": "HttpApi"}, "Method": "GET", "Path": "/accounts", "Auth": {"Authorizer": "NONE"}}})),
+    ("http-post-authorized", "POST /accounts takes any token of the audience (no scope)",
+     lambda t: _drop(fn(t)["Events"]["CreateAccount"]["Properties"]["Auth"], "AuthorizationScopes")),
+    ("http-post-authorized", "a public POST disguised as the form's script",
+     lambda t: fn(t)["Events"]["OnboardingScript"]["Properties"].update(Method="POST")),
     ("http-post-authorized", "the POST /accounts route is gone",
      lambda t: _drop(fn(t)["Events"], "CreateAccount")),
     ("http-post-authorized", "Function URL without auth",

@@ -45,6 +45,16 @@ class Runtime:
         self.by_id: dict[str, Invocation] = {}
         self.lock = threading.Lock()
         self.init_error: dict | None = None
+        self.closed = threading.Event()
+
+    def next(self) -> Invocation | None:
+        """The next invocation, or None once the front closes (polled each second)."""
+        while not self.closed.is_set():
+            try:
+                return self.pending.get(timeout=1)
+            except queue.Empty:
+                continue
+        return None
 
     def invoke(self, event: dict) -> Invocation:
         invocation = Invocation(event)
@@ -129,7 +139,10 @@ def make_handler(runtime: Runtime, front_port: int):
                 return False
             rest = path[len(RUNTIME_PREFIX):]
             if self.command == "GET" and rest == "/invocation/next":
-                invocation = runtime.pending.get()  # the function long-polls
+                invocation = runtime.next()  # the function long-polls
+                if invocation is None:
+                    self._send(410, [], b"")
+                    return True
                 deadline = int((time.time() + INVOCATION_TIMEOUT_S) * 1000)
                 self._send(200, [
                     ("content-type", "application/json"),
@@ -223,6 +236,7 @@ class Front:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
+        self.runtime.closed.set()
         self.process.terminate()
         try:
             self.process.wait(5)

@@ -282,7 +282,7 @@ def test_rule_fixtures_are_lint_clean_so_only_the_policy_catches_them():
 
 # ---------------------------------------------------------------- what SAM actually deploys
 
-def test_sam_translation_keeps_the_jwt_on_post_and_only_the_form_public(template, monkeypatch):
+def test_sam_translation_keeps_the_jwt_and_scope_on_post_and_only_the_form_public(template, monkeypatch):
     """Translate with SAM's own translator (offline) and read the HTTP API's
     OpenAPI body: the route security is what API Gateway enforces."""
     transform = pytest.importorskip("samtranslator.translator.transform").transform
@@ -300,7 +300,9 @@ def test_sam_translation_keeps_the_jwt_on_post_and_only_the_form_public(template
     body = out["HttpApi"]["Properties"]["Body"]
     routes = {(path, method): op.get("security") for path, ops in body["paths"].items()
               for method, op in ops.items()}
-    assert routes == {("/accounts", "post"): [{"JwtAuthorizer": []}], ("/", "get"): [{"NONE": []}]}
+    # POST needs the JWT *and* the scope; only the form and its two files are public.
+    assert routes.pop(("/accounts", "post")) == [{"JwtAuthorizer": [{"Ref": "AccountsScope"}]}]
+    assert routes == {(path, "get"): [{"NONE": []}] for path in ("/", "/app.js", "/app.css")}
     jwt = body["components"]["securitySchemes"]["JwtAuthorizer"]["x-amazon-apigateway-authorizer"]
     assert jwt["type"] == "jwt" and set(jwt["jwtConfiguration"]) == {"issuer", "audience"}
     assert body["x-amazon-apigateway-cors"]["allowOrigins"] == ["https://admin.example.com"]

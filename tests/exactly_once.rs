@@ -119,13 +119,14 @@ async fn http_without_a_table_never_resends_an_ambiguous_create() {
 async fn a_chime_that_answers_503_every_time_is_503_not_a_timeout() {
     let world = World::with(Options {
         config: Config {
-            chime_timeout: Duration::from_millis(300),
+            chime_timeout: Duration::from_millis(1_000),
             ..Config::default()
         },
         ..Options::default()
     })
     .await;
-    world.set_faults(json!({"unavailable_rate": 1.0, "latency_ms": 120}));
+    // Three SDK attempts would take 1.2 s, past the timeout (the old 504); one takes 0.4 s.
+    world.set_faults(json!({"unavailable_rate": 1.0, "latency_ms": 400}));
     let response = world.invoke(post("Down", "k")).await;
     assert_eq!(response["statusCode"], json!(503), "{response}");
     assert_eq!(

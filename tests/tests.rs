@@ -16,3 +16,5 @@ mod idempotency;
 mod exactly_once;
 // The built binary under a loopback Runtime API, configured only by environment.
 mod binary;
+// The hostile-input corpus: hundreds of malformed payloads, each with its answer.
+mod hostile;

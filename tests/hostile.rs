@@ -1296,10 +1296,13 @@ fn sqs_records(corpus: &mut Corpus) {
         replied("Created", None),
     );
 
-    // Records the function cannot account for: the whole invocation fails.
-    for (label, edit) in [
+    // Records the function cannot account for (no id to report a failure
+    // against) fail the whole batch; records of the wrong JSON types are no
+    // SQS event at all.
+    for (label, error_type, edit) in [
         (
             "message-id-missing",
+            "MalformedBatch",
             Box::new(|r: &mut Value| {
                 if let Some(o) = r.as_object_mut() {
                     o.remove("messageId");
@@ -1308,32 +1311,39 @@ fn sqs_records(corpus: &mut Corpus) {
         ),
         (
             "message-id-empty",
+            "MalformedBatch",
             Box::new(|r: &mut Value| r["messageId"] = json!("")),
         ),
         (
             "message-id-number",
+            UNKNOWN,
             Box::new(|r: &mut Value| r["messageId"] = json!(7)),
         ),
         (
             "attribute-not-object",
+            UNKNOWN,
             Box::new(|r: &mut Value| r["messageAttributes"]["ReplyTo"] = json!(5)),
         ),
         (
             "attribute-value-number",
+            UNKNOWN,
             Box::new(|r: &mut Value| {
                 r["messageAttributes"]["ReplyTo"] = json!({"stringValue": 5, "dataType": "String"})
             }),
         ),
         (
             "attributes-number",
+            UNKNOWN,
             Box::new(|r: &mut Value| r["attributes"] = json!(5)),
         ),
         (
             "body-number",
+            UNKNOWN,
             Box::new(|r: &mut Value| r["body"] = json!(5)),
         ),
         (
             "event-source-missing",
+            UNKNOWN,
             Box::new(|r: &mut Value| {
                 if let Some(o) = r.as_object_mut() {
                     o.remove("eventSource");
@@ -1344,7 +1354,7 @@ fn sqs_records(corpus: &mut Corpus) {
         corpus.add(
             format!("sqs/invalid/{label}"),
             sqs(named("Acme"), edit),
-            error(UNKNOWN),
+            error(error_type),
         );
     }
 }

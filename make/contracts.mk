@@ -34,5 +34,5 @@ fuzz-seeds: $(VENV_STAMP)
 		cargo test --quiet -p chime-onboard --test integration hostile
 	$(PYTHON) scripts/fuzz_seeds.py fuzz/corpus
 fuzz: cargo-fuzz
-	cd fuzz && nice -n 19 cargo +nightly fuzz run --sanitizer none $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \
+	cd fuzz && nice -n 19 cargo +nightly fuzz run --dev --sanitizer none $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \
 		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10

@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use chime_onboard::{handle, App, Config};
-use libfuzzer_sys::fuzz_target;
 use lambda_runtime::{Context, LambdaEvent};
+use libfuzzer_sys::fuzz_target;
 
 /// Nothing listens on the discard port: connections are refused at once.
 const CLOSED: &str = "http://127.0.0.1:9";

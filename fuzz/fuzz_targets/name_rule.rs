@@ -14,7 +14,9 @@ fuzz_target!(|raw: &str| {
             assert!((1..=MAX_NAME_CHARS).contains(&chars), "{chars} characters");
             assert_eq!(name, raw.trim(), "the name is the trimmed input");
             assert!(!name.starts_with(char::is_whitespace) && !name.ends_with(char::is_whitespace));
-            assert!(!name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')));
+            assert!(!name
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')));
         }
         Err(err) => {
             // Error messages never echo the input.

@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let value: serde_json::Value =
         serde_json::from_slice(data).expect("an accepted document is JSON");
-    let raw_name = value["Name"].as_str().expect("an accepted Name is a string");
+    let raw_name = value["Name"]
+        .as_str()
+        .expect("an accepted Name is a string");
     assert_eq!(AccountName::parse(raw_name).ok(), Some(request.name));
     if let Some(id) = request.request_id {
         assert!((1..=MAX_REQUEST_ID_CHARS).contains(&id.len()));

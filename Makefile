@@ -34,4 +34,4 @@ include make/*.mk
 dev: $(VENV_STAMP) $(DEPLOY_STAMP) $(E2E_STAMP)
 	scripts/dev.sh
 
-test: lint test-rust test-python test-deploy bench-quick e2e
+test: lint test-deny test-rust test-python test-deploy test-openapi bench-quick e2e

@@ -165,44 +165,88 @@ pub fn classify(payload: Value) -> Result<Invocation, UnsupportedEvent> {
     }
 
     let context = object.get("requestContext");
-    let http = |shape, mut request| {
-        let malformed = neutralise(&mut request);
-        Ok(Invocation::Http(Box::new(HttpEvent {
-            shape,
-            request,
-            malformed,
-        })))
-    };
-    if context.and_then(|c| c.get("elb")).is_some() {
-        return http(
-            HttpShape::Alb,
-            LambdaRequest::Alb(parse::<AlbTargetGroupRequest>(payload, "ALB")?),
-        );
-    }
-    if object.get("version").and_then(Value::as_str) == Some("2.0")
+    let shape = if context.and_then(|c| c.get("elb")).is_some() {
+        HttpShape::Alb
+    } else if object.get("version").and_then(Value::as_str) == Some("2.0")
         && context.and_then(|c| c.get("http")).is_some()
     {
-        let shape = match context
+        match context
             .and_then(|c| c.get("domainName"))
             .and_then(Value::as_str)
         {
             Some(domain) if domain.contains(".lambda-url.") => HttpShape::FunctionUrl,
             _ => HttpShape::ApiGatewayV2,
+        }
+    } else if object.get("httpMethod").and_then(Value::as_str).is_some() {
+        HttpShape::ApiGatewayV1
+    } else {
+        return Err(unknown(
+            "no Records, requestContext.elb, version 2.0 requestContext.http or httpMethod",
+        )
+        .into());
+    };
+    let mut payload = payload;
+    let invalid_http = drop_invalid_http(&mut payload);
+    let mut request = match shape {
+        HttpShape::Alb => LambdaRequest::Alb(parse::<AlbTargetGroupRequest>(payload, "ALB")?),
+        HttpShape::ApiGatewayV2 | HttpShape::FunctionUrl => {
+            LambdaRequest::ApiGatewayV2(parse::<ApiGatewayV2httpRequest>(payload, "HTTP API v2")?)
+        }
+        HttpShape::ApiGatewayV1 => LambdaRequest::ApiGatewayV1(parse::<ApiGatewayProxyRequest>(
+            payload,
+            "API Gateway REST",
+        )?),
+    };
+    let malformed = neutralise(&mut request).or(invalid_http);
+    Ok(Invocation::Http(Box::new(HttpEvent {
+        shape,
+        request,
+        malformed,
+    })))
+}
+
+/// The event types parse header names and values and the method into `http`
+/// types and fail the whole event on one that HTTP does not allow (a space in
+/// the method, a DEL in a header value), which would make a client's bad
+/// request an invocation error. Such headers are dropped and such a method is
+/// replaced before parsing, and the request is flagged to be answered `400`.
+fn drop_invalid_http(payload: &mut Value) -> Option<&'static str> {
+    use lambda_http::http::{HeaderName, HeaderValue, Method};
+    let mut reason = None;
+    for key in ["headers", "multiValueHeaders"] {
+        let Some(headers) = payload.get_mut(key).and_then(Value::as_object_mut) else {
+            continue;
         };
-        let request = parse::<ApiGatewayV2httpRequest>(payload, "HTTP API v2")?;
-        return http(shape, LambdaRequest::ApiGatewayV2(request));
+        let valid_value = |v: &Value| v.as_str().is_none_or(|v| HeaderValue::from_str(v).is_ok());
+        let before = headers.len();
+        headers.retain(|name, value| {
+            HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && match value {
+                    Value::Array(values) => values.iter().all(valid_value),
+                    value => valid_value(value),
+                }
+        });
+        if headers.len() != before {
+            reason = Some("a header name or value is not valid HTTP");
+        }
     }
-    if object.get("httpMethod").and_then(Value::as_str).is_some() {
-        let request = parse::<ApiGatewayProxyRequest>(payload, "API Gateway REST")?;
-        return http(
-            HttpShape::ApiGatewayV1,
-            LambdaRequest::ApiGatewayV1(request),
-        );
+    for pointer in [
+        "/httpMethod",
+        "/requestContext/httpMethod",
+        "/requestContext/http/method",
+    ] {
+        let Some(method) = payload.pointer_mut(pointer) else {
+            continue;
+        };
+        if method
+            .as_str()
+            .is_some_and(|m| Method::from_bytes(m.as_bytes()).is_err())
+        {
+            *method = Value::from("GET");
+            reason = Some("the request method is not a valid HTTP method");
+        }
     }
-    Err(
-        unknown("no Records, requestContext.elb, version 2.0 requestContext.http or httpMethod")
-            .into(),
-    )
+    reason
 }
 
 /// `lambda_http` builds the request URI from the Host header (or the domain
@@ -213,7 +257,16 @@ pub fn classify(payload: Value) -> Result<Invocation, UnsupportedEvent> {
 /// harmless one (no host, path `/`, no query, no body) and flagged.
 fn neutralise(request: &mut LambdaRequest) -> Option<&'static str> {
     use lambda_http::http::header::HOST;
+    let raw_path = match request {
+        LambdaRequest::ApiGatewayV1(r) => r.path.as_deref(),
+        LambdaRequest::ApiGatewayV2(r) => r.raw_path.as_deref(),
+        LambdaRequest::Alb(r) => r.path.as_deref(),
+        _ => None,
+    };
+    // Glued to the host, a path without its leading `/` would change the host.
+    let relative = raw_path.is_some_and(|p| !p.is_empty() && !p.starts_with('/'));
     let reason = match request {
+        _ if relative => Some("the request's path does not start with /"),
         LambdaRequest::ApiGatewayV1(r) => check(
             &r.headers,
             r.request_context.domain_name.as_deref(),
@@ -288,6 +341,7 @@ fn check(
         .and_then(|s| s.to_str().ok())
         .unwrap_or("https");
     let url = match host {
+        Some("") => return Some("the request's Host header is empty"),
         None => format!("http://localhost{path}"),
         Some(host) => format!("{scheme}://{host}{path}"),
     };

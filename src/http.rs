@@ -94,6 +94,7 @@ enum Failure {
     PayloadTooLarge,
     UnsupportedMediaType { found: String },
     BodyMissing,
+    BodyNotUtf8,
     IdempotencyKeyInvalid,
     Malformed { reason: &'static str },
     Auth(AuthError),
@@ -113,9 +114,10 @@ impl Failure {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyMissing | Self::IdempotencyKeyInvalid | Self::Malformed { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BodyMissing
+            | Self::BodyNotUtf8
+            | Self::IdempotencyKeyInvalid
+            | Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::Auth(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Onboard(err) => match err.class() {
@@ -139,6 +141,7 @@ impl Failure {
             Self::PayloadTooLarge => "PayloadTooLarge",
             Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             Self::BodyMissing => "BodyMissing",
+            Self::BodyNotUtf8 => "BodyNotUtf8",
             Self::IdempotencyKeyInvalid => "IdempotencyKeyInvalid",
             Self::Malformed { .. } => "MalformedRequest",
             Self::Auth(err) => err.code(),
@@ -155,6 +158,7 @@ impl Failure {
                 "content type {found:?} is not supported; send application/json or application/x-www-form-urlencoded"
             ),
             Self::BodyMissing => "the request has no body; send {\"Name\": \"...\"} as application/json, or Name=... as application/x-www-form-urlencoded".to_owned(),
+            Self::BodyNotUtf8 => "the form's Name field is not UTF-8 once percent-decoded; send UTF-8".to_owned(),
             Self::IdempotencyKeyInvalid => format!(
                 "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             ),
@@ -346,6 +350,31 @@ fn encoding(request: &Request, body: &[u8]) -> Result<Encoding, Failure> {
     }
 }
 
+/// The first `Name` field of a form body, percent-decoded. Unlike
+/// `form_urlencoded::parse`, which replaces bytes that are not UTF-8 with
+/// U+FFFD, a name that is not UTF-8 is refused, never altered.
+fn form_name(body: &[u8]) -> Result<Option<String>, Failure> {
+    let decode = |raw: &[u8]| {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&spaced).collect::<Vec<u8>>()
+    };
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        if decode(key) == b"Name" {
+            return String::from_utf8(decode(value))
+                .map(Some)
+                .map_err(|_| Failure::BodyNotUtf8);
+        }
+    }
+    Ok(None)
+}
+
 /// The idempotency key of a request, scoped by its caller (DESIGN.md, "Who
 /// is calling"): two callers' equal `Idempotency-Key`s never meet.
 fn idempotency_key(request: &Request, principal: &str) -> Result<Option<String>, Failure> {
@@ -378,12 +407,7 @@ async fn create(
     }
     let onboard = match encoding(request, body)? {
         Encoding::Json => OnboardRequest::from_json(body)?,
-        Encoding::Form => {
-            let name = form_urlencoded::parse(body)
-                .find(|(key, _)| key == "Name")
-                .map(|(_, value)| value);
-            OnboardRequest::from_name_field(name.as_deref())?
-        }
+        Encoding::Form => OnboardRequest::from_name_field(form_name(body)?.as_deref())?,
     };
     // Without a table the header is accepted and ignored (DESIGN.md).
     let key = match app.idempotency {
@@ -436,6 +460,18 @@ mod tests {
         assert_eq!(route("/onboarding/v1/accounts/", None), Route::Accounts);
         assert_eq!(route("/accounts/123", None), Route::Unknown);
         assert_eq!(route("/prod", None), Route::Unknown);
+    }
+
+    #[test]
+    fn form_names_are_percent_decoded_and_must_be_utf8() {
+        let name = |body: &[u8]| form_name(body).map_err(|f| f.code());
+        assert_eq!(name(b"Name=Acme+R%C3%A9"), Ok(Some("Acme Ré".to_owned())));
+        assert_eq!(name(b"x=%FF&N%61me=a&Name=b"), Ok(Some("a".to_owned())));
+        assert_eq!(name(b"Name"), Ok(Some(String::new())));
+        assert_eq!(name(b"name=a&&"), Ok(None));
+        assert_eq!(name(b"Name=%ZZ"), Ok(Some("%ZZ".to_owned())));
+        assert_eq!(name(b"Name=%FF"), Err("BodyNotUtf8"));
+        assert_eq!(name(b"Name=a\xc0\xaf"), Err("BodyNotUtf8"));
     }
 
     #[test]

@@ -18,3 +18,5 @@ mod exactly_once;
 mod binary;
 // Who is calling: bearer JWTs verified against a loopback issuer's JWKS.
 mod auth;
+// The hostile-input corpus: hundreds of malformed payloads, each with its answer.
+mod hostile;

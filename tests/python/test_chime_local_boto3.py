@@ -364,3 +364,67 @@ def test_signature_verified_with_credentials():
         assert error_code(e) == "UnrecognizedClientException"
     finally:
         srv.stop()
+
+
+# ---- after-commit faults: the account is kept, the answer is lost ----
+
+
+@pytest.mark.parametrize(
+    "fault,raised,counted",
+    [
+        ("after_commit_failure_rate", "ServiceFailureException", "ServiceFailureException"),
+        ("after_commit_unavailable_rate", "ServiceUnavailableException", "ServiceUnavailableException"),
+        ("after_commit_reset_rate", botocore.exceptions.ConnectionClosedError, "ConnectionReset"),
+        ("after_commit_withhold_rate", botocore.exceptions.ReadTimeoutError, "Withheld"),
+    ],
+)
+def test_after_commit_faults_keep_the_account(server, fault, raised, counted):
+    server.reset()
+    # Retries off; the read times out long before a withheld answer would come.
+    chime = server.client(read_timeout=0.5)
+    server.faults(**{fault: 1.0, "withhold_ms": 5000})
+    if isinstance(raised, str):
+        with pytest.raises(getattr(chime.exceptions, raised)):
+            chime.create_account(Name="kept")
+    else:
+        with pytest.raises(raised):
+            chime.create_account(Name="kept")
+    # Reads are never faulted after the commit: exactly one account, listed by name.
+    assert [a["Name"] for a in chime.list_accounts(Name="kept")["Accounts"]] == ["kept"]
+    stats = server.control("GET", "/_chime-local/stats")
+    assert stats["after_commit"][counted] == 1
+    assert sum(stats["after_commit"].values()) == 1
+    assert stats["by_operation"]["CreateAccount"] == {counted: 1}
+
+
+def test_committed_fail_next_waits_for_a_mutation(chime, server):
+    server.faults(fail_next=["CommittedServiceUnavailable"])
+    for _ in range(3):
+        chime.list_accounts()
+    pending = server.control("GET", "/_chime-local/faults")["fail_next"]
+    assert pending == ["CommittedServiceUnavailable"]
+    with pytest.raises(chime.exceptions.ServiceUnavailableException):
+        chime.create_account(Name="once")
+    assert len(chime.list_accounts(Name="once")["Accounts"]) == 1
+
+
+def test_after_commit_flags():
+    srv = ChimeLocal(
+        "--after-commit-reset-rate", "0.25", "--after-commit-withhold-rate", "0.5", "--withhold-ms", "750"
+    )
+    try:
+        faults = srv.control("GET", "/_chime-local/faults")
+        assert faults["after_commit_reset_rate"] == 0.25
+        assert faults["after_commit_withhold_rate"] == 0.5
+        assert faults["withhold_ms"] == 750
+        assert faults["after_commit_failure_rate"] == 0
+    finally:
+        srv.stop()
+    bad = subprocess.run(
+        [str(_binary()), "--after-commit-failure-rate", "0.7", "--after-commit-reset-rate", "0.7"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode != 0
+    assert "must not exceed 1" in bad.stderr

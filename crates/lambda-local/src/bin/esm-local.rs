@@ -99,8 +99,26 @@ fn read_env_file(path: &PathBuf) -> Result<Vec<(String, String)>, String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| parse_pair(l).map_err(|e| format!("{}: {e}", path.display())))
+        .map(|l| {
+            parse_pair(l)
+                .map(|(key, value)| (key, unquote(&value).to_owned()))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
         .collect()
+}
+
+/// A dotenv value in matching double or single quotes stands for what is inside
+/// (the file is shared with `cargo lambda watch`, which needs quotes around spaces).
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {

@@ -7,9 +7,12 @@ parameters (FIFO or not, table or not, Function URL or not).
 
 Rules (ids are what `check.py` prints and what fixtures are named after):
 
-- http-post-authorized: `POST /accounts` exists, requires a scope, and every HTTP
-  route except the public form (`GET /`, `/app.js`, `/app.css`) has a JWT (or
-  AWS_IAM) authorizer; Function URLs use AWS_IAM.
+- http-post-authorized: `POST /accounts` exists, requires a scope (not one every
+  signed-in user has, such as `openid`), and every HTTP route except the public
+  form (`GET /`, `/app.js`, `/app.css`) has a JWT (or AWS_IAM) authorizer, for
+  SAM HttpApi events and plain AWS::ApiGatewayV2 routes alike (a JWT authorizer
+  declared here, on the same API, with an https issuer and an audience);
+  Function URLs use AWS_IAM.
 - iam-least-privilege: identity policies grant only allow-listed actions
   (chime:CreateAccount/ListAccounts, the SQS poll and send actions, DynamoDB
   item actions, writing logs), never an action wildcard, `NotAction` or a managed
@@ -27,10 +30,18 @@ Rules (ids are what `check.py` prints and what fixtures are named after):
 - operator-alerts: an alarm on every DLQ's depth (> 0), on the function's Errors
   and Throttles; every log group has a retention; the function logs JSON into a
   log group declared here.
+- sign-in-pool: a Cognito user pool the template creates is admin-create-only with
+  the default parameters, has a password policy (>= 12 characters), survives the
+  stack (Retain or DeletionProtection) and has a hosted-UI domain; its app client
+  is public (no secret), code flow only, calls back to this stack's API over
+  https, can obtain the scope POST /accounts requires, hides whether a user
+  exists, sends no password in the clear; a JWT authorizer trusting the pool
+  accepts only that pool's own client(s) as audience.
 """
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -46,6 +57,11 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
 SQS_SEND_ACTIONS = {"sendmessage"}
 # The only routes that may go without an authorizer: the web form and its script and stylesheet.
 PUBLIC_PAGE_PATHS = {"/", "/app.js", "/app.css"}
+# Scopes any signed-in user's token carries: requiring one of them is no restriction.
+STANDARD_SCOPES = {"openid", "email", "profile", "phone", "aws.cognito.signin.user.admin"}
+# App client auth flows that send the password itself (not SRP) to Cognito.
+PASSWORD_FLOWS = {"ALLOW_USER_PASSWORD_AUTH", "USER_PASSWORD_AUTH", "ADMIN_NO_SRP_AUTH", "ALLOW_ADMIN_USER_PASSWORD_AUTH"}
+MIN_PASSWORD_LENGTH = 12
 # The only SAM policy template allowed: it is scoped to one queue.
 ALLOWED_SAM_POLICY_TEMPLATES = {"SQSPollerPolicy"}
 
@@ -276,14 +292,48 @@ def http_post_authorized(t: dict) -> list[Violation]:
         if authorizer in (None, "NONE"):
             out.append(Violation(rule, f"{fid}.Events.{eid}", "REST route without an authorizer"))
 
+    # Plain HTTP API resources (AWS::ApiGatewayV2): the route's own authorization,
+    # its authorizer (declared here, on the same API, JWT with issuer and audience)
+    # and, on POST /accounts, the scopes.
+    authorizers = resources(t, "AWS::ApiGatewayV2::Authorizer")
     for rid, r in resources(t, "AWS::ApiGatewayV2::Route").items():
-        key = str(props(r).get("RouteKey", ""))
-        if key in ("POST /accounts", "ANY /accounts"):
+        rp = props(r)
+        key = str(rp.get("RouteKey", ""))
+        method, _, path = key.partition(" ")
+        method = method.upper()
+        if method in ("POST", "ANY") and path == "/accounts":
             has_post_accounts = True
-        if key in {f"GET {path}" for path in PUBLIC_PAGE_PATHS}:
+            scopes = [s for s in as_list(rp.get("AuthorizationScopes")) if s]
+            if not scopes:
+                out.append(Violation(rule, rid, "POST /accounts requires no scope: any token of the audience could create accounts"))
+            for s in scopes:
+                if isinstance(s, str) and s in STANDARD_SCOPES:
+                    out.append(Violation(rule, rid, f"POST /accounts requires {s!r}, which every signed-in user has"))
+        if method == "GET" and path in PUBLIC_PAGE_PATHS:
             continue
-        if props(r).get("AuthorizationType", "NONE") not in ("JWT", "AWS_IAM", "CUSTOM"):
-            out.append(Violation(rule, rid, f"route {key!r} has AuthorizationType NONE"))
+        for auth_type in alternatives(rp.get("AuthorizationType", "NONE")) or ["NONE"]:
+            if auth_type not in ("JWT", "AWS_IAM", "CUSTOM"):
+                out.append(Violation(rule, rid, f"route {key!r} has AuthorizationType {auth_type}"))
+                continue
+            if auth_type == "AWS_IAM":
+                continue
+            aid = ref_target(rp.get("AuthorizerId"))
+            if aid not in authorizers:
+                out.append(Violation(rule, rid, f"route {key!r} names no authorizer declared in this template"))
+                continue
+            ap = props(authorizers[aid])
+            if ref_target(ap.get("ApiId")) != ref_target(rp.get("ApiId")):
+                out.append(Violation(rule, rid, f"authorizer {aid} belongs to another API"))
+            if auth_type == "JWT":
+                jwt = ap.get("JwtConfiguration") or {}
+                if ap.get("AuthorizerType") != "JWT" or not alternatives(jwt.get("Issuer")) or not alternatives(jwt.get("Audience")):
+                    out.append(Violation(rule, rid, f"authorizer {aid} is not a JWT authorizer with issuer and audience"))
+                for issuer in alternatives(jwt.get("Issuer")):
+                    if not issuer or (isinstance(issuer, str) and not issuer.startswith("https://")):
+                        out.append(Violation(rule, rid, f"authorizer {aid} has issuer {issuer!r}, not an https:// URL"))
+                for audience in alternatives(jwt.get("Audience")):
+                    if audience in ([], [""], ""):
+                        out.append(Violation(rule, rid, f"authorizer {aid} has an empty audience"))
 
     for fid, fn in resources(t, "AWS::Serverless::Function").items():
         for cfg in alternatives(props(fn).get("FunctionUrlConfig")):
@@ -504,12 +554,121 @@ def operator_alerts(t: dict) -> list[Violation]:
     return out
 
 
+def sign_in_pool(t: dict) -> list[Violation]:
+    """A Cognito sign-in created by the template is safe by default: admin-created
+    users, a sane password policy, hosted sign-in pages, and a public app client
+    limited to the code flow back to this stack's API, able to obtain the scope
+    POST /accounts requires, whose id is the JWT authorizer's audience."""
+    import render  # local: rules.py stays importable on its own
+
+    rule = "sign-in-pool"
+    out: list[Violation] = []
+    pools = resources(t, "AWS::Cognito::UserPool")
+    clients = resources(t, "AWS::Cognito::UserPoolClient")
+    domains = resources(t, "AWS::Cognito::UserPoolDomain")
+    servers = resources(t, "AWS::Cognito::UserPoolResourceServer")
+    apis = resources(t, "AWS::ApiGatewayV2::Api", "AWS::Serverless::HttpApi")
+    defaults = render.Renderer(t)
+
+    def at_defaults(expr: Any) -> Any:
+        try:
+            return defaults.choose(expr)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    for pid, pool in pools.items():
+        p = props(pool)
+        admin_only = at_defaults((p.get("AdminCreateUserConfig") or {}).get("AllowAdminCreateUserOnly"))
+        if admin_only not in (True, "true", "True"):
+            out.append(Violation(rule, pid, "anyone can sign up by default (AdminCreateUserConfig.AllowAdminCreateUserOnly is not true with the default parameters)"))
+        for length in alternatives(((p.get("Policies") or {}).get("PasswordPolicy") or {}).get("MinimumLength")):
+            if not isinstance(length, int) or length < MIN_PASSWORD_LENGTH:
+                out.append(Violation(rule, pid, f"PasswordPolicy.MinimumLength {length!r} is below {MIN_PASSWORD_LENGTH}"))
+        if not alternatives(((p.get("Policies") or {}).get("PasswordPolicy") or {}).get("MinimumLength")):
+            out.append(Violation(rule, pid, f"no PasswordPolicy.MinimumLength (>= {MIN_PASSWORD_LENGTH})"))
+        if pool.get("DeletionPolicy") != "Retain" and p.get("DeletionProtection") != "ACTIVE":
+            out.append(Violation(rule, pid, "the pool (its users) goes with the stack: DeletionPolicy Retain or DeletionProtection ACTIVE"))
+        if not any(ref_target(props(d).get("UserPoolId")) == pid and d.get("Condition") == pool.get("Condition")
+                   for d in domains.values()):
+            out.append(Violation(rule, pid, "no UserPoolDomain (under the same Condition): the form's client has no sign-in pages"))
+
+    route_scopes: list[Any] = []
+    for r in resources(t, "AWS::ApiGatewayV2::Route").values():
+        if str(props(r).get("RouteKey", "")) in ("POST /accounts", "ANY /accounts"):
+            route_scopes += [s for s in as_list(props(r).get("AuthorizationScopes")) if s]
+
+    for cid, client in clients.items():
+        p = props(client)
+        pool_id = ref_target(p.get("UserPoolId"))
+        if pool_id not in pools:
+            continue  # a client of a pool made elsewhere is not this template's sign-in
+        for secret in alternatives(p.get("GenerateSecret")):
+            if secret in (True, "true", "True"):
+                out.append(Violation(rule, cid, "the form's client has a secret: a page cannot keep one (public client, PKCE)"))
+        for flows in alternatives(p.get("AllowedOAuthFlows")):
+            if flows != ["code"]:
+                out.append(Violation(rule, cid, f"AllowedOAuthFlows {flows!r}: only [code] (the page adds PKCE; no implicit, no client_credentials)"))
+        if not alternatives(p.get("AllowedOAuthFlows")):
+            out.append(Violation(rule, cid, "no AllowedOAuthFlows: the form cannot sign in"))
+        if p.get("AllowedOAuthFlowsUserPoolClient") not in (True, "true"):
+            out.append(Violation(rule, cid, "AllowedOAuthFlowsUserPoolClient is not true: the OAuth flows are off"))
+        if p.get("PreventUserExistenceErrors") != "ENABLED":
+            out.append(Violation(rule, cid, "PreventUserExistenceErrors is not ENABLED: sign-in errors reveal who has an account"))
+        if not as_list(p.get("SupportedIdentityProviders")):
+            out.append(Violation(rule, cid, "no SupportedIdentityProviders"))
+        for flow in as_list(p.get("ExplicitAuthFlows")):
+            if flow in PASSWORD_FLOWS:
+                out.append(Violation(rule, cid, f"ExplicitAuthFlows has {flow}, which sends the password itself"))
+        for field in ("CallbackURLs", "LogoutURLs"):
+            urls = as_list(p.get(field))
+            if field == "CallbackURLs" and not urls:
+                out.append(Violation(rule, cid, "no CallbackURLs"))
+            for url in urls:
+                text = url if isinstance(url, str) else (url.get("Fn::Sub") if isinstance(url, dict) else None)
+                if isinstance(text, list):
+                    text = text[0]
+                if not isinstance(text, str) or not text.startswith("https://"):
+                    out.append(Violation(rule, cid, f"{field} {url!r} is not an https:// URL"))
+                elif field == "CallbackURLs" and not (set(re.findall(r"\$\{([A-Za-z0-9]+)[.}]", text)) & set(apis)):
+                    out.append(Violation(rule, cid, f"callback {text!r} is not this stack's API URL"))
+        scopes = as_list(p.get("AllowedOAuthScopes"))
+        for needed in route_scopes:
+            if needed not in scopes:
+                out.append(Violation(rule, cid, f"AllowedOAuthScopes lacks {needed!r}, the scope POST /accounts requires"))
+        custom = [s for s in scopes if not (isinstance(s, str) and s in STANDARD_SCOPES)]
+        if custom and not any(ref_target(props(rs).get("UserPoolId")) == pool_id for rs in servers.values()):
+            out.append(Violation(rule, cid, "the client asks for a custom scope but the pool has no resource server"))
+
+    # The authorizer trusts the created pool only for its own client.
+    for aid, a in resources(t, "AWS::ApiGatewayV2::Authorizer").items():
+        jwt = props(a).get("JwtConfiguration") or {}
+        issuer_expr = jwt.get("Issuer")
+        audience_expr = jwt.get("Audience")
+        pairs = [(issuer_expr, audience_expr)]
+        if isinstance(issuer_expr, dict) and "Fn::If" in issuer_expr and isinstance(audience_expr, dict) and "Fn::If" in audience_expr \
+                and issuer_expr["Fn::If"][0] == audience_expr["Fn::If"][0]:
+            pairs = [(issuer_expr["Fn::If"][1], audience_expr["Fn::If"][1]), (issuer_expr["Fn::If"][2], audience_expr["Fn::If"][2])]
+        for issuer, audience in pairs:
+            pool_refs = {r for r in refs_in(issuer) if r in pools} | {
+                n for s in strings_in(issuer) for n in re.findall(r"\$\{([A-Za-z0-9]+)\}", s) if n in pools}
+            if not pool_refs:
+                continue
+            if not any("cognito-idp." in s for s in strings_in(issuer)):
+                out.append(Violation(rule, aid, "the issuer of a created pool is https://cognito-idp.<region>.amazonaws.com/<pool id>"))
+            audiences = {r for r in refs_in(audience)}
+            own = {cid for cid, c in clients.items() if ref_target(props(c).get("UserPoolId")) in pool_refs}
+            if not audiences or not audiences <= own:
+                out.append(Violation(rule, aid, f"the audience for the created pool must be its own client(s) {sorted(own)}, not {audience!r}"))
+    return out
+
+
 RULES: dict[str, Callable[[dict], list[Violation]]] = {
     "http-post-authorized": http_post_authorized,
     "iam-least-privilege": iam_least_privilege,
     "queues-have-dlq": queues_have_dlq,
     "report-batch-item-failures": report_batch_item_failures,
     "operator-alerts": operator_alerts,
+    "sign-in-pool": sign_in_pool,
 }
 
 

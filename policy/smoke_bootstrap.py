@@ -32,58 +32,33 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import check  # noqa: E402  (the template, read with cfn-lint's decoder)
+import render  # noqa: E402  (the template for one set of parameter values)
 
 PREFIX = "/2018-06-01/runtime"
 SAMPLE_RESOURCES = {
     "ReplyQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/chime-onboard-ReplyQueue-EXAMPLE",
     "IdempotencyTable": "chime-onboard-IdempotencyTable-EXAMPLE",
+    "WebClient": "4example5clientid6",
+    "UserPool": "us-east-1_EXAMPLE",
+    "UserPoolDomain": "chime-onboard-51af3dc0-da77-11e4-872e-1234567db123",
 }
 
 
-def template_environment(t: dict) -> dict[str, str]:
+def template_environment(t: dict, overrides: dict | None = None) -> dict[str, str]:
     """The function's environment as CloudFormation would resolve it with the
-    parameters' defaults and sample names for the resources it references."""
-    params = {k: v.get("Default") for k, v in t["Parameters"].items()}
-    conditions: dict[str, bool] = {}
-
-    def value(e):
-        if isinstance(e, dict) and len(e) == 1:
-            (k, v), = e.items()
-            if k == "Ref":
-                if v == "AWS::NoValue":
-                    return None
-                if v in params:
-                    return params[v]
-                return SAMPLE_RESOURCES.get(v, f"{v}-EXAMPLE")
-            if k == "Condition":
-                return cond(v)
-            if k == "Fn::Equals":
-                return str(value(v[0])) == str(value(v[1]))
-            if k == "Fn::Not":
-                return not value(v[0])
-            if k == "Fn::And":
-                return all(value(x) for x in v)
-            if k == "Fn::Or":
-                return any(value(x) for x in v)
-            if k == "Fn::If":
-                return value(v[1] if cond(v[0]) else v[2])
-        return e
-
-    def cond(name):
-        if name not in conditions:
-            conditions[name] = bool(value(t["Conditions"][name]))
-        return conditions[name]
-
+    parameters' defaults (and `overrides`) and sample values for the resources
+    and pseudo parameters it references (render.py)."""
+    renderer = render.Renderer(t, overrides, SAMPLE_RESOURCES)
     fn = t["Resources"]["OnboardFunction"]["Properties"]
     env = {}
     for k, v in fn["Environment"]["Variables"].items():
-        resolved = value(v)
+        resolved = renderer.resolve(v)
         if resolved is not None:
             env[k] = str(resolved)
     logging_config = fn["LoggingConfig"]
     env["AWS_LAMBDA_LOG_FORMAT"] = logging_config["LogFormat"]
-    env["AWS_LAMBDA_LOG_LEVEL"] = str(value(logging_config["ApplicationLogLevel"]))
-    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(value(fn["MemorySize"]))
+    env["AWS_LAMBDA_LOG_LEVEL"] = str(renderer.resolve(logging_config["ApplicationLogLevel"]))
+    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(renderer.resolve(fn["MemorySize"]))
     return env
 
 

@@ -5,7 +5,7 @@
 //! payload ([`crate::event`]) and hands it to the HTTP or SQS adapter; it
 //! returns `Err` only for a payload it cannot classify.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::SqsBatchResponse;
@@ -20,8 +20,10 @@ use crate::event::{classify, Invocation, UnknownEvent, UnsupportedEvent};
 use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
 use crate::metrics::{self, Ingress};
 use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
-use crate::reply::ReplySender;
+use crate::reply::{ReplySender, SqsOnFirstUse};
 use crate::sqs::MalformedBatch;
+use crate::warm::WarmUp;
+use crate::web::Page;
 
 /// Operation timeout (SDK retries included) for SQS and DynamoDB calls.
 pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,11 +37,43 @@ pub struct App {
     pub idempotency: Option<Arc<dyn IdempotencyStore>>,
     /// Who is calling (HTTP); fetches the issuer's keys on first use only.
     pub auth: Arc<Authenticator>,
-    /// The web form, rendered for this configuration.
-    pub page: Arc<crate::web::Page>,
+    /// The web form, rendered for this configuration on first use ([`App::page`]).
+    pub page: Arc<OnceLock<Page>>,
+    /// The warm-up `main` spawns at init when `WARM_UP` is on (`None` off, or with fakes).
+    pub warm_up: Option<WarmUp>,
 }
 
 impl App {
+    /// Loads the SDK configuration and builds the production state: what
+    /// `main` does at init.
+    ///
+    /// In Lambda the region and the role's credentials are environment
+    /// variables, the first link of each of the SDK's default chains. Given
+    /// explicitly, the loader does not build the rest of the chains (an STS
+    /// client for web identity, an IMDS client, SSO, ECS): ≈ 1 ms of a cold
+    /// start spent on links never reached (BENCHMARKS.md, "Levers"). The
+    /// providers are the chains' own first links, so the outcome is the same;
+    /// without the variables (a laptop with a profile) the default chains are
+    /// built as before.
+    pub async fn load(config: Config) -> Result<Self, crate::tls::TlsError> {
+        use aws_config::environment::{
+            EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+        };
+        use aws_config::meta::region::ProvideRegion;
+        use aws_sdk_chime::config::ProvideCredentials;
+
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::tls::http_client(config.roots)?);
+        if let Some(region) = EnvironmentVariableRegionProvider::new().region().await {
+            loader = loader.region(region);
+        }
+        let credentials = EnvironmentVariableCredentialsProvider::new();
+        if credentials.provide_credentials().await.is_ok() {
+            loader = loader.credentials_provider(credentials);
+        }
+        Ok(Self::from_sdk_config(config, &loader.load().await))
+    }
+
     /// Builds the production state from one loaded `SdkConfig`: the SDK reads
     /// `AWS_ENDPOINT_URL_CHIME`, `_SQS` and `_DYNAMODB` itself.
     pub fn from_sdk_config(config: Config, sdk: &aws_config::SdkConfig) -> Self {
@@ -73,25 +107,37 @@ impl App {
                 .build()
         };
         let chime = SdkChime::new(chime.timeout_config(timeout(config.chime_timeout)).build());
-        let sqs =
-            aws_sdk_sqs::Client::from_conf(sqs.timeout_config(timeout(AWS_CALL_TIMEOUT)).build());
+        let sqs = SqsOnFirstUse::new(sqs.timeout_config(timeout(AWS_CALL_TIMEOUT)).build());
+        let mut warm_up = WarmUp {
+            chime: chime.reader().clone(),
+            dynamodb: None,
+        };
         let idempotency = match (&config.idempotency_table, dynamodb) {
             (Some(table), Some(builder)) => {
                 let client = aws_sdk_dynamodb::Client::from_conf(
                     builder.timeout_config(timeout(AWS_CALL_TIMEOUT)).build(),
                 );
+                warm_up.dynamodb = Some((client.clone(), table.clone()));
                 Some(Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>)
             }
             _ => None,
         };
         Self {
+            warm_up: config.warm_up.then_some(warm_up),
             chime: Arc::new(chime),
             replies: Arc::new(sqs),
             idempotency,
             auth: Arc::new(Authenticator::new(&config.auth, config.roots)),
-            page: Arc::new(crate::web::Page::new(config.sign_in.as_ref())),
+            page: Arc::default(),
             config,
         }
+    }
+
+    /// The web form; rendered on the first request that needs it, not at
+    /// init (most invocations never do).
+    pub fn page(&self) -> &Page {
+        self.page
+            .get_or_init(|| Page::new(self.config.sign_in.as_ref()))
     }
 
     /// Creates the account for `name`, at most once per `key` when an

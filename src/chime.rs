@@ -48,6 +48,11 @@ impl SdkChime {
             read: aws_sdk_chime::Client::from_conf(config),
         }
     }
+
+    /// The client for reads (retries on); it shares the connection pool.
+    pub fn reader(&self) -> &aws_sdk_chime::Client {
+        &self.read
+    }
 }
 
 #[async_trait]

@@ -33,6 +33,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// How the web form signs people in (`WEB_SIGNIN_*`); `None`: no sign-in.
     pub sign_in: Option<SignIn>,
+    /// `WARM_UP`: open the upstream connections at init (`src/warm.rs`); for
+    /// provisioned concurrency, where init runs ahead of the first request.
+    pub warm_up: bool,
 }
 
 /// `AUTH_REQUIRED`, `AUTH_JWT_ISSUER`, `AUTH_JWT_AUDIENCE` (DESIGN.md, "Who is calling").
@@ -101,6 +104,7 @@ impl Default for Config {
             roots: Roots::Amazon,
             auth: AuthConfig::default(),
             sign_in: None,
+            warm_up: false,
         }
     }
 }
@@ -172,8 +176,10 @@ impl Config {
 
         let auth = auth_config(&get)?;
         let sign_in = sign_in(&get)?;
+        let warm_up = flag(get("WARM_UP"), "WARM_UP")?.unwrap_or(defaults.warm_up);
 
         Ok(Self {
+            warm_up,
             auth,
             sign_in,
             roots,
@@ -221,21 +227,24 @@ fn number(
     Ok(value)
 }
 
-fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
-    let required = match get("AUTH_REQUIRED") {
-        None => false,
-        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                return Err(ConfigError {
-                    variable: "AUTH_REQUIRED",
-                    value: raw,
-                    reason: "expected true or false".to_owned(),
-                })
-            }
-        },
+/// A true/false variable; `None` when unset.
+fn flag(raw: Option<String>, variable: &'static str) -> Result<Option<bool>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
     };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        _ => Err(ConfigError {
+            variable,
+            value: raw,
+            reason: "expected true or false".to_owned(),
+        }),
+    }
+}
+
+fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+    let required = flag(get("AUTH_REQUIRED"), "AUTH_REQUIRED")?.unwrap_or(false);
     let audiences: Vec<String> = get("AUTH_JWT_AUDIENCE")
         .map(|list| {
             list.split(',')

@@ -219,10 +219,11 @@ pub fn app(
     config.allowed_reply_queues = vec!["https://sqs.test/1/replies".to_owned()];
     App {
         auth: Arc::new(crate::auth::Authenticator::new(&config.auth, config.roots)),
-        page: Arc::new(crate::web::Page::new(config.sign_in.as_ref())),
+        page: Arc::default(),
         config,
         chime,
         replies,
         idempotency: store.map(|s| s as Arc<dyn IdempotencyStore>),
+        warm_up: None,
     }
 }

@@ -240,7 +240,7 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
                 .and_then(|v| v.to_str().ok()),
         );
     let result = match (route, request.method()) {
-        (Route::Form, &Method::GET | &Method::HEAD) => Ok(app.page.form()),
+        (Route::Form, &Method::GET | &Method::HEAD) => Ok(app.page().form()),
         (Route::Form, _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
         (Route::Asset(asset), &Method::GET | &Method::HEAD) => Ok(web::asset(asset)),
         (Route::Asset(_), _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
@@ -259,7 +259,7 @@ async fn respond(app: &App, request: Request) -> Response<Body> {
         }
         Err(failure) if html => {
             log_failure(&failure);
-            app.page
+            app.page()
                 .refused(failure.status(), failure.code(), failure.retry_after())
         }
         Err(failure) => refuse(failure, &request),
@@ -421,7 +421,7 @@ async fn create(
     });
     if html {
         let account_id = &onboarded.account().account_id;
-        let mut response = app.page.created(account_id);
+        let mut response = app.page().created(account_id);
         if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{account_id}")) {
             response.headers_mut().insert(header::LOCATION, location);
         }

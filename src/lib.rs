@@ -17,7 +17,8 @@
 //!   JWT it verifies itself); [`web`] is the self-service page and its HTML answers;
 //! - [`config`] reads and validates the environment; [`tls`] builds the one
 //!   HTTPS client the SDK clients share; [`metrics`] writes CloudWatch
-//!   embedded-metric-format lines per invocation.
+//!   embedded-metric-format lines per invocation; [`warm`] pays the first
+//!   request's one-time costs while the runtime fetches the first event.
 
 pub mod app;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod onboard;
 pub mod reply;
 pub mod sqs;
 pub mod tls;
+pub mod warm;
 pub mod web;
 
 #[cfg(test)]

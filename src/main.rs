@@ -1,7 +1,6 @@
 //! The Lambda entry point: build the state once, then serve invocations.
 
-use aws_config::BehaviorVersion;
-use chime_onboard::{handle, tls, App, Config};
+use chime_onboard::{handle, App, Config};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -10,12 +9,10 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(tls::http_client(config.roots)?)
-        .load()
-        .await;
-    let app = App::from_sdk_config(config, &sdk);
+    let app = App::load(Config::from_env()?).await?;
+    if let Some(warm_up) = app.warm_up.clone() {
+        tokio::spawn(warm_up.run());
+    }
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(app, event).await

@@ -96,6 +96,34 @@ pub trait ReplySender: Send + Sync {
     async fn send_reply(&self, to: &Destination, reply: &Reply) -> Result<(), ReplyFailed>;
 }
 
+/// The SQS client, built on the first reply: an HTTP invocation never needs
+/// it, and building a client costs init time (its runtime plugins and
+/// endpoint rules, measured in BENCHMARKS.md).
+#[derive(Debug)]
+pub struct SqsOnFirstUse {
+    config: aws_sdk_sqs::Config,
+    client: std::sync::OnceLock<aws_sdk_sqs::Client>,
+}
+
+impl SqsOnFirstUse {
+    pub fn new(config: aws_sdk_sqs::Config) -> Self {
+        Self {
+            config,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl ReplySender for SqsOnFirstUse {
+    async fn send_reply(&self, to: &Destination, reply: &Reply) -> Result<(), ReplyFailed> {
+        let client = self
+            .client
+            .get_or_init(|| aws_sdk_sqs::Client::from_conf(self.config.clone()));
+        client.send_reply(to, reply).await
+    }
+}
+
 /// The longest `MessageDeduplicationId` SQS accepts.
 const MAX_DEDUPLICATION_ID: usize = 128;
 

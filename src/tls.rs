@@ -9,7 +9,11 @@
 //! emulator) to trust the platform store instead, which honours both.
 
 use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 /// Amazon Root CA 1–4 and Starfield Services Root CA G2, PEM.
 const AMAZON_ROOTS: &[u8] = include_bytes!("aws-roots.pem");
@@ -41,12 +45,35 @@ fn context(roots: Roots) -> Result<tls::TlsContext, TlsError> {
 
 /// Builds the shared HTTPS client (it also speaks plain HTTP, for emulators).
 pub fn http_client(roots: Roots) -> Result<SharedHttpClient, TlsError> {
-    Ok(aws_smithy_http_client::Builder::new()
+    let client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .tls_context(context(roots)?)
-        .build_https())
+        .build_https();
+    Ok(SharedHttpClient::new(BuiltOnFirstUse(client)))
+}
+
+/// The shared client, minus the SDK's eager check: `Client::from_conf` asks
+/// every HTTP client to build its connector (TLS configuration included) once
+/// to validate it, and throws it away; with four SDK clients that is four
+/// connectors at init for none used (≈ 0.15 ms of init, BENCHMARKS.md). The
+/// connector is built once, on the first request, and cached by the client.
+#[derive(Debug)]
+struct BuiltOnFirstUse(SharedHttpClient);
+
+impl HttpClient for BuiltOnFirstUse {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The same TLS stack as a bare connector, for the few requests that are not

@@ -18,5 +18,7 @@ mod exactly_once;
 mod binary;
 // Who is calling: bearer JWTs verified against a loopback issuer's JWKS.
 mod auth;
+// The opt-in cold-start warm-up: bare requests, never an operation.
+mod warm;
 // The hostile-input corpus: hundreds of malformed payloads, each with its answer.
 mod hostile;

@@ -1,6 +1,6 @@
 # Benchmarks (issue 6). See BENCHMARKS.md.
 #   make bench         cold init, warm overhead, SQS batch, RSS, zip size, TLS cold path -> bench/results.json + BENCHMARKS.md
-#   make bench-quick   regression guard for `make test`: 5 cold starts, init ratio vs hello world, fails above 3x
+#   make bench-quick   regression guard for `make test`: 5 cold starts, init and spawn -> first response ratios vs hello world
 #   make bench-tls-variants  optional: hello-tls on aws-lc-rs (the SDK default), with and without jitter entropy (once, ~5 min)
 #
 # The harness is its own small Cargo workspace (bench/harness) built into the
@@ -61,10 +61,12 @@ bench: bench-build $(BENCH_PEER_STAMP)
 bench-quick: bench-harness
 	$(BENCH_NICE) cargo build --quiet $(BENCH_QUICK_FLAGS) -p chime-onboard
 	$(BENCH_NICE) cargo build --quiet $(BENCH_QUICK_FLAGS) -p bench-hello
+	$(BENCH_NICE) cargo build --quiet -p chime-local
 	$(BENCH_NICE) $(BENCH_HARNESS) quick \
 		--function $(BENCH_TARGET)/$(BENCH_QUICK_DIR)/chime-onboard \
 		--hello $(BENCH_TARGET)/$(BENCH_QUICK_DIR)/hello \
-		--threshold 3.0 --cold-runs 5 --log-dir $(BENCH_TARGET)/bench-logs
+		--chime-local $(BENCH_TARGET)/debug/chime-local \
+		--threshold 3.0 --first-response-threshold 4.0 --cold-runs 15 --log-dir $(BENCH_TARGET)/bench-logs
 
 # Optional TLS stack comparisons for the hello world: aws-lc-rs (the SDK's
 # default provider) with and without its jitter entropy source. The no-jitter

@@ -36,6 +36,8 @@ pub struct Args {
     pub tls_runs: usize,
     pub warm: usize,
     pub threshold: f64,
+    /// `quick`: the limit of the spawn → first response ratio.
+    pub first_response_threshold: f64,
     pub skip_python: bool,
     /// Extra environment for chime-onboard, as `KEY=value` (lever experiments).
     pub function_env: Vec<(String, String)>,
@@ -78,6 +80,7 @@ impl Args {
             tls_runs: 15,
             warm: 1000,
             threshold: 3.0,
+            first_response_threshold: 3.0,
             skip_python: false,
             function_env: Vec::new(),
             cases: Vec::new(),
@@ -125,6 +128,7 @@ impl Args {
                 "--tls-runs" => args.tls_runs = value.parse()?,
                 "--warm" => args.warm = value.parse()?,
                 "--threshold" => args.threshold = value.parse()?,
+                "--first-response-threshold" => args.first_response_threshold = value.parse()?,
                 "--command" => args.command = value,
                 other => bail!("unknown option {other}"),
             }

@@ -55,18 +55,23 @@ async fn issuer(keys: Vec<Value>) -> Issuer {
     Issuer { url, jwks_fetches }
 }
 
+/// The function's configuration: sign-in required, bearer JWTs of `issuer`.
+fn requiring(issuer: &Issuer) -> Config {
+    Config {
+        auth: AuthConfig {
+            required: true,
+            jwt: Some(JwtIssuer {
+                issuer: issuer.url.clone(),
+                audiences: vec![jwt::AUDIENCE.to_owned()],
+            }),
+        },
+        ..Config::default()
+    }
+}
+
 async fn world(issuer: &Issuer) -> World {
     World::with(Options {
-        config: Config {
-            auth: AuthConfig {
-                required: true,
-                jwt: Some(JwtIssuer {
-                    issuer: issuer.url.clone(),
-                    audiences: vec![jwt::AUDIENCE.to_owned()],
-                }),
-            },
-            ..Config::default()
-        },
+        config: requiring(issuer),
         ..Options::default()
     })
     .await
@@ -201,16 +206,7 @@ async fn the_principal_scopes_the_idempotency_key() {
     let issuer = issuer(vec![rsa.jwk()]).await;
     let world = World::with(Options {
         idempotency: true,
-        config: Config {
-            auth: AuthConfig {
-                required: true,
-                jwt: Some(JwtIssuer {
-                    issuer: issuer.url.clone(),
-                    audiences: vec![jwt::AUDIENCE.to_owned()],
-                }),
-            },
-            ..Config::default()
-        },
+        config: requiring(&issuer),
         ..Options::default()
     })
     .await;

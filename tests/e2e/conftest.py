@@ -126,6 +126,16 @@ def function_env(chime: ChimeLocal) -> dict[str, str]:
     }
 
 
+def serve(env: dict[str, str], log: Path):
+    """The function behind a Function URL front on loopback; yields its URL, then stops it."""
+    front = Front(required_env("E2E_FUNCTION_BIN"), env, log_path=str(log))
+    try:
+        wait_for_port(front.port)
+        yield front.url
+    finally:
+        front.close()
+
+
 @pytest.fixture(scope="session")
 def app(chime: ChimeLocal, issuer: str, out: Path):
     """The function with sign-in required, verifying the local issuer's ID tokens."""
@@ -140,24 +150,13 @@ def app(chime: ChimeLocal, issuer: str, out: Path):
         "WEB_SIGNIN_SCOPES": "openid email",
         "WEB_SIGNIN_TOKEN": "id",
     }
-    front = Front(required_env("E2E_FUNCTION_BIN"), env, log_path=str(out / "function-auth.log"))
-    try:
-        wait_for_port(front.port)
-        yield front.url
-    finally:
-        front.close()
+    yield from serve(env, out / "function-auth.log")
 
 
 @pytest.fixture(scope="session")
 def open_app(chime: ChimeLocal, out: Path):
     """The function without sign-in (as `make dev` without auth)."""
-    front = Front(required_env("E2E_FUNCTION_BIN"), function_env(chime),
-                  log_path=str(out / "function-open.log"))
-    try:
-        wait_for_port(front.port)
-        yield front.url
-    finally:
-        front.close()
+    yield from serve(function_env(chime), out / "function-open.log")
 
 
 @pytest.fixture(scope="session")

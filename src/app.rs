@@ -108,22 +108,24 @@ impl App {
         };
         let chime = SdkChime::new(chime.timeout_config(timeout(config.chime_timeout)).build());
         let sqs = SqsOnFirstUse::new(sqs.timeout_config(timeout(AWS_CALL_TIMEOUT)).build());
-        let mut warm_up = WarmUp {
-            chime: chime.reader().clone(),
-            dynamodb: None,
-        };
+        let mut table_client = None;
         let idempotency = match (&config.idempotency_table, dynamodb) {
             (Some(table), Some(builder)) => {
                 let client = aws_sdk_dynamodb::Client::from_conf(
                     builder.timeout_config(timeout(AWS_CALL_TIMEOUT)).build(),
                 );
-                warm_up.dynamodb = Some((client.clone(), table.clone()));
+                table_client = Some((client.clone(), table.clone()));
                 Some(Arc::new(DynamoDbStore::new(client, table)) as Arc<dyn IdempotencyStore>)
             }
             _ => None,
         };
+        // Built only when wanted: the warm-up reads through the read client.
+        let warm_up = config.warm_up.then(|| WarmUp {
+            chime: chime.reader().clone(),
+            dynamodb: table_client,
+        });
         Self {
-            warm_up: config.warm_up.then_some(warm_up),
+            warm_up,
             chime: Arc::new(chime),
             replies: Arc::new(sqs),
             idempotency,

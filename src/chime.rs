@@ -10,7 +10,12 @@
 //! second account. The domain decides what may be sent again
 //! ([`crate::onboard::create_account`]). `ListAccounts` is a read and goes
 //! through a second client, built from the same configuration, that keeps the
-//! configured retries. Both are built once, at init ([`SdkChime::new`]).
+//! configured retries. The create client is built at init ([`SdkChime::new`]);
+//! the read client on its first use, once per execution environment: only an
+//! ambiguous create or the opt-in warm-up ever reads, and each client costs
+//! init time.
+
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use aws_sdk_chime::config::retry::RetryConfig;
@@ -32,7 +37,9 @@ const MAX_LIST_PAGES: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SdkChime {
     create: aws_sdk_chime::Client,
-    read: aws_sdk_chime::Client,
+    /// The read client's configuration, and the client once built.
+    read_config: aws_sdk_chime::Config,
+    read: Arc<OnceLock<aws_sdk_chime::Client>>,
 }
 
 impl SdkChime {
@@ -45,13 +52,16 @@ impl SdkChime {
             .build();
         Self {
             create: aws_sdk_chime::Client::from_conf(create),
-            read: aws_sdk_chime::Client::from_conf(config),
+            read_config: config,
+            read: Arc::default(),
         }
     }
 
-    /// The client for reads (retries on); it shares the connection pool.
+    /// The client for reads (retries on), built on first use; it shares the
+    /// connection pool.
     pub fn reader(&self) -> &aws_sdk_chime::Client {
-        &self.read
+        self.read
+            .get_or_init(|| aws_sdk_chime::Client::from_conf(self.read_config.clone()))
     }
 }
 
@@ -81,7 +91,7 @@ impl ChimeAccounts for SdkChime {
         let mut next_token = None;
         for _ in 0..MAX_LIST_PAGES {
             let output = self
-                .read
+                .reader()
                 .list_accounts()
                 .name(name.as_str())
                 .max_results(200)

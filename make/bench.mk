@@ -4,8 +4,9 @@
 #   make bench-tls-variants  optional: hello-tls on aws-lc-rs (the SDK default), with and without jitter entropy (once, ~5 min)
 #
 # The harness is its own small Cargo workspace (bench/harness) built into the
-# shared target dir; the hello world (bench/hello) is a workspace member so it
-# gets the function's release profile. Builds and runs are niced: this machine
+# shared target dir; the hello worlds (bench/hello, and the SDK floor
+# bench/hello-sdk) are workspace members so they get the function's release
+# profile. Builds and runs are niced: this machine
 # has two cores and other people's builds on them.
 
 PYTHON ?= python3
@@ -41,6 +42,7 @@ bench-build: bench-harness
 	$(BENCH_NICE) cargo build --release --quiet -p chime-onboard
 	$(BENCH_NICE) cargo build --release --quiet -p chime-local
 	$(BENCH_NICE) cargo build --release --quiet -p bench-hello
+	$(BENCH_NICE) cargo build --release --quiet -p bench-hello-sdk
 	mkdir -p $(BENCH_BIN)
 	cp $(BENCH_TARGET)/release/hello-tls $(BENCH_BIN)/hello-tls
 
@@ -49,6 +51,7 @@ bench: bench-build $(BENCH_PEER_STAMP)
 		--function $(BENCH_TARGET)/release/chime-onboard \
 		--hello $(BENCH_TARGET)/release/hello \
 		--hello-tls $(BENCH_BIN)/hello-tls \
+		--hello-sdk $(BENCH_TARGET)/release/hello-sdk \
 		--hello-tls-variant aws-lc=$(BENCH_BIN)/hello-tls-aws-lc \
 		--hello-tls-variant aws-lc-no-jitter=$(BENCH_BIN)/hello-tls-nojitter \
 		--chime-local $(BENCH_TARGET)/release/chime-local \

@@ -114,6 +114,8 @@ struct Subjects {
     function: Bootstrap,
     hello: Bootstrap,
     hello_tls: Bootstrap,
+    /// The SDK floor: one aws-sdk-chime call per invocation, nothing else.
+    hello_sdk: Bootstrap,
     python: Bootstrap,
 }
 
@@ -162,6 +164,14 @@ fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Sub
             args: vec![],
             cwd: None,
             env: vec![],
+            log_dir: log_dir.clone(),
+        },
+        hello_sdk: Bootstrap {
+            label: "hello-sdk".into(),
+            program: args.hello_sdk.clone(),
+            args: vec![],
+            cwd: None,
+            env: app_env.clone(),
             log_dir: log_dir.clone(),
         },
         python: Bootstrap {
@@ -302,6 +312,7 @@ pub async fn full(args: &Args) -> Result<Results> {
         ("function", &args.function),
         ("hello", &args.hello),
         ("hello-tls", &args.hello_tls),
+        ("hello-sdk", &args.hello_sdk),
         ("chime-local", &args.chime_local),
     ] {
         if !path.exists() {
@@ -326,6 +337,7 @@ pub async fn full(args: &Args) -> Result<Results> {
         chime.set_latency(0).await?;
         eprintln!("bench: case 1, cold init x{}", args.cold_runs);
         let (mut ours, mut hello, mut py) = (Cold::default(), Cold::default(), Cold::default());
+        let mut sdk = Cold::default();
         // Root-store levers, by configuration only: one bundle file (no
         // directory scan), and a one-certificate store (as if a few pinned
         // roots were compiled in).
@@ -368,6 +380,13 @@ pub async fn full(args: &Args) -> Result<Results> {
                 Some(apigw_v2_post_accounts()),
                 Some(200),
                 &mut hello,
+            )
+            .await?;
+            cold_once(
+                &s.hello_sdk,
+                Some(apigw_v2_post_accounts()),
+                Some(201),
+                &mut sdk,
             )
             .await?;
             if python {
@@ -414,6 +433,20 @@ pub async fn full(args: &Args) -> Result<Results> {
         );
         notes.extend(ours.failures.iter().take(3).cloned());
         notes.extend(py.failures.iter().take(3).cloned());
+        notes.extend(sdk.failures.iter().take(3).cloned());
+        top.insert("sdk_floor_init_ms_p50", json!(round(sdk.init.p50())));
+        top.insert(
+            "sdk_floor_first_response_ms_p50",
+            json!(round(sdk.first_response.p50())),
+        );
+        top.insert(
+            "sdk_floor_first_response_ratio_vs_hello",
+            json!(ratio(sdk.first_response.p50(), hello.first_response.p50())),
+        );
+        top.insert(
+            "first_response_ratio_vs_sdk_floor",
+            json!(ratio(ours.first_response.p50(), sdk.first_response.p50())),
+        );
         top.insert("init_ms_p50", json!(round(ours.init.p50())));
         top.insert("hello_init_ms_p50", json!(round(hello.init.p50())));
         top.insert("python_init_ms_p50", json!(round(py.init.p50())));
@@ -446,9 +479,9 @@ pub async fn full(args: &Args) -> Result<Results> {
         json!({
             "runs": args.cold_runs,
             "chime_latency_ms": 0,
-            "init_ms": { "chime-onboard": ours.init.summary(), "hello": hello.init.summary(), "python": py.init.summary(), "chime-onboard/SSL_CERT_FILE=one-bundle-file": ours_bundle.init.summary(), "chime-onboard/SSL_CERT_FILE=one-CA": ours_small.init.summary() },
-            "first_invocation_ms": { "chime-onboard": ours.first_invoke.summary(), "hello": hello.first_invoke.summary(), "python": py.first_invoke.summary() },
-            "spawn_to_first_response_ms": { "chime-onboard": ours.first_response.summary(), "hello": hello.first_response.summary(), "python": py.first_response.summary() },
+            "init_ms": { "chime-onboard": ours.init.summary(), "hello": hello.init.summary(), "hello-sdk": sdk.init.summary(), "python": py.init.summary(), "chime-onboard/SSL_CERT_FILE=one-bundle-file": ours_bundle.init.summary(), "chime-onboard/SSL_CERT_FILE=one-CA": ours_small.init.summary() },
+            "first_invocation_ms": { "chime-onboard": ours.first_invoke.summary(), "hello": hello.first_invoke.summary(), "hello-sdk": sdk.first_invoke.summary(), "python": py.first_invoke.summary() },
+            "spawn_to_first_response_ms": { "chime-onboard": ours.first_response.summary(), "hello": hello.first_response.summary(), "hello-sdk": sdk.first_response.summary(), "python": py.first_response.summary() },
             "peak_rss_kib_max_after_one_invocation": {
                 "chime-onboard": ours.rss_kib.iter().max(), "hello": hello.rss_kib.iter().max(), "python": py.rss_kib.iter().max()
             },
@@ -471,6 +504,21 @@ pub async fn full(args: &Args) -> Result<Results> {
         top.insert("warm_overhead_ms_p50", json!(round(warm.overhead.p50())));
         top.insert("warm_overhead_ms_p99", json!(round(warm.overhead.p99())));
         let hello_warm = warm_case(&s.hello, &chime, args.warm, 50).await?;
+        let sdk_warm = warm_case(&s.hello_sdk, &chime, args.warm, 50).await?;
+        top.insert(
+            "sdk_floor_warm_overhead_ms_p50",
+            json!(round(sdk_warm.overhead.p50())),
+        );
+        // What the function adds above one bare SDK call (same method, same run).
+        top.insert(
+            "warm_overhead_above_sdk_floor_ms_p50",
+            json!(round(
+                warm.overhead
+                    .p50()
+                    .zip(sdk_warm.overhead.p50())
+                    .map(|(o, f)| o - f)
+            )),
+        );
         let py_warm = if python {
             Some(warm_case(&s.python, &chime, 200, 10).await?)
         } else {
@@ -493,6 +541,8 @@ pub async fn full(args: &Args) -> Result<Results> {
                 "raw_chime_ms": warm.raw.summary(),
                 "overhead_ms": warm.overhead.summary(),
                 "hello_total_ms": hello_warm.total.summary(),
+                "hello_sdk_total_ms": sdk_warm.total.summary(),
+                "hello_sdk_overhead_ms": sdk_warm.overhead.summary(),
                 "python_total_ms": py_warm.as_ref().map(|w| w.total.summary()),
                 "python_overhead_ms": py_warm.as_ref().map(|w| w.overhead.summary()),
                 "non_2xx": warm.errors,
@@ -592,6 +642,7 @@ pub async fn full(args: &Args) -> Result<Results> {
                 "chime-onboard/ca-only",
             ),
             ("hello_tls_first_response_ms_p50", "hello-tls"),
+            ("sdk_floor_tls_first_response_ms_p50", "hello-sdk"),
             (
                 "hello_tls_small_roots_first_response_ms_p50",
                 "hello-tls/ca-only",
@@ -607,6 +658,10 @@ pub async fn full(args: &Args) -> Result<Results> {
         top.insert(
             "tls_first_response_ratio_vs_hello",
             json!(ratio(p50("chime-onboard"), p50("hello-tls"))),
+        );
+        top.insert(
+            "tls_first_response_ratio_vs_sdk_floor",
+            json!(ratio(p50("chime-onboard"), p50("hello-sdk"))),
         );
         let mut tls_details = serde_json::Map::new();
         for (label, c) in &tls {
@@ -800,6 +855,18 @@ async fn tls_case(
                 ],
             ),
             200,
+        ),
+        (
+            "hello-sdk".into(),
+            with_env(
+                &s.hello_sdk,
+                "hello-sdk-tls",
+                &[
+                    ("AWS_ENDPOINT_URL_CHIME", https.clone()),
+                    ("SSL_CERT_FILE", bundle.clone()),
+                ],
+            ),
+            201,
         ),
     ];
     for (label, path) in &args.function_variants {

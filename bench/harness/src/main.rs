@@ -21,6 +21,8 @@ pub struct Args {
     pub function: PathBuf,
     pub hello: PathBuf,
     pub hello_tls: PathBuf,
+    /// The SDK floor (bench/hello-sdk): one aws-sdk-chime call per invocation.
+    pub hello_sdk: PathBuf,
     /// Extra hello-tls builds to compare, as `label=path`.
     pub hello_tls_variants: Vec<(String, PathBuf)>,
     /// Extra chime-onboard builds for the TLS case, as `label=path`.
@@ -67,6 +69,7 @@ impl Args {
             function: "target/release/chime-onboard".into(),
             hello: "target/release/hello".into(),
             hello_tls: "target/release/hello-tls".into(),
+            hello_sdk: "target/release/hello-sdk".into(),
             hello_tls_variants: Vec::new(),
             function_variants: Vec::new(),
             chime_local: "target/release/chime-local".into(),
@@ -98,6 +101,7 @@ impl Args {
                 "--function" => args.function = value.into(),
                 "--hello" => args.hello = value.into(),
                 "--hello-tls" => args.hello_tls = value.into(),
+                "--hello-sdk" => args.hello_sdk = value.into(),
                 "--hello-tls-variant" => {
                     let (label, path) = value
                         .split_once('=')

@@ -140,6 +140,21 @@ fn table(args: &Args, r: &Results) -> String {
             verdict(num(r, "first_response_ratio_vs_hello"), 1.5, true, "×"),
         ],
         [
+            "SDK floor (bench/hello-sdk, one bare CreateAccount): spawn → first response, HTTP (p50)".into(),
+            format!(
+                "{} of the floor",
+                fmt(num(r, "first_response_ratio_vs_sdk_floor"), "×")
+            ),
+            format!(
+                "floor {} ({} hello world)",
+                fmt(num(r, "sdk_floor_first_response_ms_p50"), " ms"),
+                fmt(num(r, "sdk_floor_first_response_ratio_vs_hello"), "×")
+            ),
+            String::new(),
+            "—".into(),
+            String::new(),
+        ],
+        [
             "warm POST /accounts total, chime 0 ms (p50 / p99)".into(),
             format!(
                 "{} / {}",
@@ -187,6 +202,14 @@ fn table(args: &Args, r: &Results) -> String {
             "warm handler overhead above hello world's warm invocation (p50)".into(),
             fmt(num(r, "warm_overhead_above_hello_ms_p50"), " ms"),
             fmt(num(r, "hello_warm_ms_p50"), " ms (its invocation)"),
+            String::new(),
+            "—".into(),
+            String::new(),
+        ],
+        [
+            "warm handler overhead above the SDK floor's (p50)".into(),
+            fmt(num(r, "warm_overhead_above_sdk_floor_ms_p50"), " ms"),
+            fmt(num(r, "sdk_floor_warm_overhead_ms_p50"), " ms (the floor's overhead)"),
             String::new(),
             "—".into(),
             String::new(),
@@ -264,6 +287,14 @@ fn table(args: &Args, r: &Results) -> String {
             String::new(),
             "≤ 1.3×".into(),
             verdict(num(r, "tls_first_response_ratio_vs_hello"), 1.3, true, "×"),
+        ],
+        [
+            "TLS: spawn → first response vs the SDK floor".into(),
+            fmt(num(r, "tls_first_response_ratio_vs_sdk_floor"), "×"),
+            fmt(num(r, "sdk_floor_tls_first_response_ms_p50"), " ms (the floor)"),
+            String::new(),
+            "—".into(),
+            String::new(),
         ],
         [
             "TLS: same, only the test CA as root store (p50)".into(),

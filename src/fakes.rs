@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::idempotency::{Claim, Expect, IdempotencyStore, Record, StoreError, Written};
+use crate::idempotency::{Claim, Expect, IdempotencyStore, Inserted, Record, StoreError, Written};
 use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
 
@@ -169,6 +169,14 @@ pub struct FakeStore {
 impl IdempotencyStore for FakeStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         Ok(lock(&self.records).get(key).cloned())
+    }
+    async fn insert(&self, record: &Record) -> Result<Inserted, StoreError> {
+        let mut records = lock(&self.records);
+        if let Some(stored) = records.get(&record.key) {
+            return Ok(Inserted::Exists(Box::new(stored.clone())));
+        }
+        records.insert(record.key.clone(), record.clone());
+        Ok(Inserted::Yes)
     }
     async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
         let mut records = lock(&self.records);

@@ -34,7 +34,8 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_types::date_time::{DateTime, Format};
 
 use crate::onboard::{
@@ -117,11 +118,23 @@ pub enum Expect<'a> {
     Holder(&'a str),
 }
 
+/// Outcome of writing a new record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    Yes,
+    /// A record exists for the key: the one stored.
+    Exists(Box<Record>),
+}
+
 /// The primitives the flow needs; every write is conditional.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Reads a record (strongly consistent).
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+    /// Writes `record` if no record exists for its key, else answers the
+    /// stored one: the common path (a new key) takes one round trip, not a
+    /// read and a write.
+    async fn insert(&self, record: &Record) -> Result<Inserted, StoreError>;
     /// Writes `record` if `expect` holds.
     async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError>;
     /// Deletes the record if `holder` still holds it.
@@ -290,15 +303,16 @@ async fn acquire(
         verify,
         account: None,
     };
-    // Three rounds at most: each lost race re-reads.
+    // Three rounds at most: each lost race reads the record again.
     for _ in 0..3 {
-        let existing = store.get(key).await.map_err(store_error)?;
-        let (record, expect) = match &existing {
-            None => (fresh(now, false), Expect::Absent),
-            Some(found) if found.expiration.saturating_mul(1000) <= now => {
-                (fresh(now, false), Expect::Holder(&found.holder))
-            }
-            Some(found) => {
+        let record = fresh(now, false);
+        let found = match store.insert(&record).await.map_err(store_error)? {
+            Inserted::Yes => return Ok(Acquired::Held(record)),
+            Inserted::Exists(found) => found,
+        };
+        let record = match &found {
+            found if found.expiration.saturating_mul(1000) <= now => fresh(now, false),
+            found => {
                 if found.fingerprint != fingerprint {
                     return Err(OnboardError::IdempotencyKeyReused);
                 }
@@ -313,9 +327,10 @@ async fn acquire(
                 let verify = found.verify
                     || found.held_until != 0
                     || found.status == RecordStatus::Completed;
-                (fresh(found.since, verify), Expect::Holder(&found.holder))
+                fresh(found.since, verify)
             }
         };
+        let expect = Expect::Holder(&found.holder);
         if store.put(&record, expect).await.map_err(store_error)? == Written::Yes {
             return Ok(Acquired::Held(record));
         }
@@ -553,6 +568,43 @@ impl IdempotencyStore for DynamoDbStore {
             .await
             .map_err(sdk_error)?;
         output.item.as_ref().map(record).transpose()
+    }
+
+    async fn insert(&self, new: &Record) -> Result<Inserted, StoreError> {
+        // Twice at most: a record deleted between the failed write and the read is written again.
+        for _ in 0..2 {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item(new)?))
+                .condition_expression("attribute_not_exists(id)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let returned = match result {
+                Ok(_) => return Ok(Inserted::Yes),
+                Err(err) => match err.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                        failed.item().map(record).transpose()?
+                    }
+                    _ => return Err(sdk_error(err)),
+                },
+            };
+            // A store that does not return the item (an emulator): read it.
+            let stored = match returned {
+                Some(stored) => Some(stored),
+                None => self.get(&new.key).await?,
+            };
+            if let Some(stored) = stored {
+                return Ok(Inserted::Exists(Box::new(stored)));
+            }
+        }
+        Err(StoreError(
+            "the idempotency record changed twice while being written".to_owned(),
+        ))
     }
 
     async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {

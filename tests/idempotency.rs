@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chime_onboard::idempotency::{fingerprint, Expect, IdempotencyStore, Record, RecordStatus};
+use chime_onboard::idempotency::{
+    fingerprint, Expect, IdempotencyStore, Inserted, Record, RecordStatus,
+};
 use chime_onboard::onboard::AccountName;
 use serde_json::{json, Value};
 
@@ -90,6 +92,31 @@ async fn a_key_in_flight_is_409() {
     assert_eq!(response["statusCode"], json!(409), "{response}");
     assert_eq!(body(&response)["code"], json!("IdempotencyInProgress"));
     assert!(world.account_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_new_key_takes_one_write_and_a_taken_key_answers_with_the_stored_record() {
+    let world = world().await;
+    let store = store(&world);
+    let record = |holder: &str| Record {
+        key: "http#anonymous#insert".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: print("Insert Co"),
+        expiration: now_ms() / 1000 + 3600,
+        held_until: now_ms() + 60_000,
+        holder: holder.into(),
+        since: now_ms(),
+        verify: false,
+        account: None,
+    };
+    let first = record("first");
+    assert_eq!(store.insert(&first).await.expect("insert"), Inserted::Yes);
+    // The failed write returns the stored item (ReturnValuesOnConditionCheckFailure),
+    // and leaves it as it was.
+    let second = store.insert(&record("second")).await.expect("insert");
+    assert_eq!(second, Inserted::Exists(Box::new(first.clone())));
+    let stored = store.get("http#anonymous#insert").await.expect("get");
+    assert_eq!(stored, Some(first));
 }
 
 #[tokio::test]

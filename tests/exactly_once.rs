@@ -8,7 +8,7 @@ use std::time::Duration;
 use chime_onboard::Config;
 use serde_json::{json, Value};
 
-use crate::support::{Options, World};
+use crate::support::{post_with_key, response_body, Options, World};
 
 /// The four after-commit faults chime-local injects.
 const AFTER_COMMIT: [&str; 4] = [
@@ -31,17 +31,6 @@ async fn world(idempotency: bool) -> World {
     .await;
     world.set_faults(json!({"withhold_ms": 5_000}));
     world
-}
-
-fn post(name: &str, key: &str) -> Value {
-    let mut event = crate::event!("apigw-v2-post-accounts.json");
-    event["body"] = json!(json!({ "Name": name }).to_string());
-    event["headers"]["idempotency-key"] = json!(key);
-    event
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 fn sqs_batch(messages: &[(&str, &str, &str, u32)]) -> Value {
@@ -77,14 +66,14 @@ async fn http_with_a_table_each_after_commit_fault_ends_in_one_account() {
         let world = world(true).await;
         world.set_faults(json!({"withhold_ms": 5_000, "fail_next": [fault]}));
         let name = format!("Committed {fault}");
-        let first = world.invoke(post(&name, "k-1")).await;
+        let first = world.invoke(post_with_key(&name, "k-1")).await;
         // Verification right after the ambiguous outcome finds the account.
         assert_eq!(first["statusCode"], json!(201), "{fault}: {first}");
-        let again = world.invoke(post(&name, "k-1")).await;
+        let again = world.invoke(post_with_key(&name, "k-1")).await;
         assert_eq!(again["statusCode"], json!(201), "{fault}: {again}");
         assert_eq!(
-            body(&again)["AccountId"],
-            body(&first)["AccountId"],
+            response_body(&again)["AccountId"],
+            response_body(&first)["AccountId"],
             "{fault}"
         );
         assert_eq!(world.account_names(), [name.as_str()], "{fault}");
@@ -107,9 +96,9 @@ async fn http_without_a_table_never_resends_an_ambiguous_create() {
     for (fault, status, code) in expected {
         let world = world(false).await;
         world.set_faults(json!({"withhold_ms": 5_000, "fail_next": [fault]}));
-        let response = world.invoke(post("Once", "ignored")).await;
+        let response = world.invoke(post_with_key("Once", "ignored")).await;
         assert_eq!(response["statusCode"], json!(status), "{fault}: {response}");
-        assert_eq!(body(&response)["code"], json!(code), "{fault}");
+        assert_eq!(response_body(&response)["code"], json!(code), "{fault}");
         assert_eq!(world.account_names(), ["Once"], "{fault}");
         assert_eq!(creates(&world), 1, "{fault}: not re-sent by the SDK");
     }
@@ -127,10 +116,10 @@ async fn a_chime_that_answers_503_every_time_is_503_not_a_timeout() {
     .await;
     // Three SDK attempts would take 1.2 s, past the timeout (the old 504); one takes 0.4 s.
     world.set_faults(json!({"unavailable_rate": 1.0, "latency_ms": 400}));
-    let response = world.invoke(post("Down", "k")).await;
+    let response = world.invoke(post_with_key("Down", "k")).await;
     assert_eq!(response["statusCode"], json!(503), "{response}");
     assert_eq!(
-        body(&response)["code"],
+        response_body(&response)["code"],
         json!("ServiceUnavailableException")
     );
 }

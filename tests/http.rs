@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::event;
-use crate::support::World;
+use crate::support::{response_body, World};
 
 /// A v2 POST /accounts event with `body` and `content_type`.
 fn post(body: &str, content_type: Option<&str>) -> Value {
@@ -27,10 +27,6 @@ fn with_method_and_path(mut event: Value, method: &str, path: &str) -> Value {
     event
 }
 
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
-}
-
 /// A response header, from `headers` or (REST v1, ALB) `multiValueHeaders`.
 fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
     let find = |member: &str| {
@@ -48,7 +44,7 @@ fn assert_problem(response: &Value, status: u16, code: &str) -> Value {
         header(response, "content-type"),
         Some("application/problem+json")
     );
-    let problem = body(response);
+    let problem = response_body(response);
     assert_eq!(problem["status"], json!(status));
     assert_eq!(problem["code"], json!(code), "{problem}");
     for member in ["type", "title", "detail", "requestId"] {
@@ -75,7 +71,7 @@ async fn every_event_shape_creates_an_account_and_answers_in_its_shape() {
         event["headers"]["accept"] = json!("application/json");
         let response = world.invoke(event).await;
         assert_eq!(response["statusCode"], json!(201), "{shape}: {response}");
-        let created = body(&response);
+        let created = response_body(&response);
         let id = created["AccountId"].as_str().unwrap_or_default();
         assert!(world.has_account(id), "{shape}: {id} not in chime-local");
         assert_eq!(created["Account"]["AccountId"], json!(id));
@@ -124,14 +120,20 @@ async fn form_posts_and_base64_bodies_are_decoded() {
         ))
         .await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
-    assert_eq!(body(&response)["Account"]["Name"], json!("Café Réseau"));
+    assert_eq!(
+        response_body(&response)["Account"]["Name"],
+        json!("Café Réseau")
+    );
 
     let mut event = post("", Some("application/json; charset=utf-8"));
     event["body"] = json!("eyJOYW1lIjogIkJhc2U2NCBJbmMifQ=="); // {"Name": "Base64 Inc"}
     event["isBase64Encoded"] = json!(true);
     let response = world.invoke(event).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
-    assert_eq!(body(&response)["Account"]["Name"], json!("Base64 Inc"));
+    assert_eq!(
+        response_body(&response)["Account"]["Name"],
+        json!("Base64 Inc")
+    );
 
     // `curl -d '{"Name":...}'` sends JSON under the form content type.
     let response = world

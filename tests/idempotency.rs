@@ -6,9 +6,9 @@ use chime_onboard::idempotency::{
     fingerprint, Expect, IdempotencyStore, Inserted, Record, RecordStatus,
 };
 use chime_onboard::onboard::AccountName;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{dynamodb_client, Options, World};
+use crate::support::{dynamodb_client, post_with_key, response_body, Options, World};
 
 async fn world() -> World {
     World::with(Options {
@@ -16,17 +16,6 @@ async fn world() -> World {
         ..Options::default()
     })
     .await
-}
-
-fn post(name: &str, key: &str) -> Value {
-    let mut event = crate::event!("apigw-v2-post-accounts.json");
-    event["body"] = json!(json!({ "Name": name }).to_string());
-    event["headers"]["idempotency-key"] = json!(key);
-    event
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 fn now_ms() -> u64 {
@@ -50,12 +39,12 @@ fn store(world: &World) -> chime_onboard::idempotency::DynamoDbStore {
 #[tokio::test]
 async fn the_same_key_and_body_returns_the_first_response() {
     let world = world().await;
-    let first = world.invoke(post("Once Only", "key-1")).await;
+    let first = world.invoke(post_with_key("Once Only", "key-1")).await;
     assert_eq!(first["statusCode"], json!(201), "{first}");
     // Whitespace around the name does not make it another request.
-    let again = world.invoke(post("  Once Only ", "key-1")).await;
+    let again = world.invoke(post_with_key("  Once Only ", "key-1")).await;
     assert_eq!(again["statusCode"], json!(201), "{again}");
-    assert_eq!(body(&again), body(&first));
+    assert_eq!(response_body(&again), response_body(&first));
     assert_eq!(world.account_names(), ["Once Only"]);
 }
 
@@ -63,12 +52,15 @@ async fn the_same_key_and_body_returns_the_first_response() {
 async fn the_same_key_with_another_body_is_422() {
     let world = world().await;
     assert_eq!(
-        world.invoke(post("First", "key-2")).await["statusCode"],
+        world.invoke(post_with_key("First", "key-2")).await["statusCode"],
         json!(201)
     );
-    let response = world.invoke(post("Second", "key-2")).await;
+    let response = world.invoke(post_with_key("Second", "key-2")).await;
     assert_eq!(response["statusCode"], json!(422), "{response}");
-    assert_eq!(body(&response)["code"], json!("IdempotencyKeyReused"));
+    assert_eq!(
+        response_body(&response)["code"],
+        json!("IdempotencyKeyReused")
+    );
     assert_eq!(world.account_names(), ["First"]);
 }
 
@@ -88,9 +80,12 @@ async fn a_key_in_flight_is_409() {
         account: None,
     };
     store(&world).put(&held, Expect::Absent).await.expect("put");
-    let response = world.invoke(post("Busy", "key-3")).await;
+    let response = world.invoke(post_with_key("Busy", "key-3")).await;
     assert_eq!(response["statusCode"], json!(409), "{response}");
-    assert_eq!(body(&response)["code"], json!("IdempotencyInProgress"));
+    assert_eq!(
+        response_body(&response)["code"],
+        json!("IdempotencyInProgress")
+    );
     assert!(world.account_names().is_empty());
 }
 
@@ -147,9 +142,9 @@ async fn a_dead_holders_account_is_found_not_created_again() {
         account: None,
     };
     store(&world).put(&dead, Expect::Absent).await.expect("put");
-    let response = world.invoke(post("Crashed Co", "key-4")).await;
+    let response = world.invoke(post_with_key("Crashed Co", "key-4")).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
-    assert_eq!(body(&response)["AccountId"], json!(created_id));
+    assert_eq!(response_body(&response)["AccountId"], json!(created_id));
     assert_eq!(world.account_names(), ["Crashed Co"]);
     let record = store(&world)
         .get("http#anonymous#key-4")
@@ -165,11 +160,11 @@ async fn a_503_is_answered_as_such_and_the_retry_verifies_then_creates() {
     // other two and succeeds on the SDK's third attempt, finding nothing.
     world.set_faults(json!({"fail_next": vec!["ServiceUnavailableException"; 3]}));
     assert_eq!(
-        world.invoke(post("Retry Me", "key-5")).await["statusCode"],
+        world.invoke(post_with_key("Retry Me", "key-5")).await["statusCode"],
         json!(503)
     );
     assert_eq!(
-        world.invoke(post("Retry Me", "key-5")).await["statusCode"],
+        world.invoke(post_with_key("Retry Me", "key-5")).await["statusCode"],
         json!(201)
     );
     assert_eq!(world.account_names(), ["Retry Me"]);
@@ -198,7 +193,7 @@ async fn equal_keys_of_two_callers_are_two_requests() {
         .put(&foreign, Expect::Absent)
         .await
         .expect("put");
-    let response = world.invoke(post("Mine", "shared-key")).await;
+    let response = world.invoke(post_with_key("Mine", "shared-key")).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
     assert_eq!(world.account_names(), ["Mine"]);
 }
@@ -236,8 +231,11 @@ async fn an_sqs_redelivery_of_a_completed_request_only_resends_the_reply() {
 #[tokio::test]
 async fn a_malformed_key_is_refused_when_keys_are_used() {
     let world = world().await;
-    let response = world.invoke(post("Acme", &"k".repeat(300))).await;
+    let response = world.invoke(post_with_key("Acme", &"k".repeat(300))).await;
     assert_eq!(response["statusCode"], json!(400), "{response}");
-    assert_eq!(body(&response)["code"], json!("IdempotencyKeyInvalid"));
+    assert_eq!(
+        response_body(&response)["code"],
+        json!("IdempotencyKeyInvalid")
+    );
     assert!(world.account_names().is_empty());
 }

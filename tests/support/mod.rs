@@ -1,9 +1,6 @@
 //! Test harness: chime-local in-process per test, one moto_server (SQS,
 //! DynamoDB) per test binary, and an `App` wired to both over real HTTP.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::retry::RetryConfig;
@@ -19,59 +16,13 @@ pub mod jwt;
 
 pub const REGION: &str = "us-east-1";
 
-/// A moto_server shared by the whole test binary. It runs under a shell that
-/// kills it when our stdin pipe closes, i.e. when this process exits.
-struct Moto {
-    url: String,
-    _child: Child,
-}
-
-fn moto_server_path() -> String {
-    std::env::var("MOTO_SERVER")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn start_moto() -> Moto {
-    let path = moto_server_path();
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "moto_server not found at {path}: run `make venv` (or set MOTO_SERVER)"
-    );
-    let port = free_port();
-    let script =
-        format!("'{path}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start moto_server");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let started = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto_server did not start on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        url: format!("http://{addr}"),
-        _child: child,
-    }
-}
-
-/// The shared moto endpoint.
+/// The test binary's moto_server (lambda-local starts one per process).
 pub fn moto_url() -> &'static str {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).url
+    lambda_local::moto::shared_url(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.venv/bin/moto_server"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The function's own HTTPS client (it speaks plain HTTP to the emulators too).
@@ -353,6 +304,21 @@ impl Reply {
     pub fn request_id(&self) -> &str {
         self.body["RequestId"].as_str().unwrap_or("")
     }
+}
+
+/// An HTTP API `POST /accounts` for `name` with an `Idempotency-Key` header.
+pub fn post_with_key(name: &str, key: &str) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../../events/apigw-v2-post-accounts.json"))
+            .expect("apigw-v2-post-accounts.json");
+    event["body"] = serde_json::json!(serde_json::json!({ "Name": name }).to_string());
+    event["headers"]["idempotency-key"] = serde_json::json!(key);
+    event
+}
+
+/// An HTTP response's JSON body (`null` when it has none or it is not JSON).
+pub fn response_body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 /// A sample event from `events/`, read with `include_str!` so a rename breaks the build.

@@ -14,7 +14,12 @@
 //! [`esm::run`] long-polls a queue and feeds batches to environments as Lambda's mapping
 //! does with `ReportBatchItemFailures`; [`sqs_event`] holds the wire rules both ways. The
 //! `esm-local` binary is its command line (`esm-local --help`).
+//!
+//! # moto_server for tests
+//! [`moto::shared_url`] starts one moto_server (SQS, DynamoDB) per test binary on a
+//! loopback port: the workspace's integration tests share it.
 
+pub mod moto;
 mod runtime;
 
 pub use runtime::{Environment, Function, InitFailure, Invoked, Output, StartError};

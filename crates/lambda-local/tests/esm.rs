@@ -1,58 +1,18 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambda_local::esm::{self, Counters, Mapping};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::fake;
 
-/// One moto_server for the test binary; its shell kills it when our stdin pipe closes.
-struct Moto {
-    url: String,
-    _child: Child,
-}
-
 fn moto_url() -> &'static str {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    &MOTO
-        .get_or_init(|| {
-            let path = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server").into()
-            });
-            assert!(
-                std::path::Path::new(&path).exists(),
-                "moto_server not found at {path}: run `make venv` (or set MOTO_SERVER)"
-            );
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let script = format!(
-                "'{path}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid"
-            );
-            let child = Command::new("sh")
-                .args(["-c", &script])
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("start moto_server");
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let started = Instant::now();
-            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "moto_server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Moto {
-                url: format!("http://{addr}"),
-                _child: child,
-            }
-        })
-        .url
+    lambda_local::moto::shared_url(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.venv/bin/moto_server"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sqs() -> aws_sdk_sqs::Client {

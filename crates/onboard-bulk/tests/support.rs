@@ -3,12 +3,11 @@
 //! test), and a local event source mapping that hands request-queue batches to the
 //! function's own `handle` in process, deleting what it did not report failed.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
@@ -20,53 +19,13 @@ pub const REGION: &str = "us-east-1";
 /// Must match the function's MAX_RECEIVE_COUNT: throttled messages come back this often.
 const MAX_RECEIVE_COUNT: u32 = 50;
 
-struct Moto {
-    url: String,
-    _child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn start_moto() -> Moto {
-    let path = std::env::var("MOTO_SERVER")
-        .unwrap_or_else(|_| format!("{}/../../.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        Path::new(&path).exists(),
-        "moto_server not found at {path}: run `make venv` (or set MOTO_SERVER)"
-    );
-    let port = free_port();
-    // The shell kills moto when our stdin closes, i.e. when this test binary exits.
-    let script =
-        format!("'{path}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start moto_server");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let started = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        url: format!("http://{addr}"),
-        _child: child,
-    }
-}
-
+/// The test binary's moto_server (lambda-local starts one per process).
 pub fn moto_url() -> &'static str {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).url
+    lambda_local::moto::shared_url(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.venv/bin/moto_server"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn unique(prefix: &str) -> String {

@@ -303,6 +303,10 @@ async fn acquire(
         verify,
         account: None,
     };
+    // What this call wrote or tried to: an SDK retry of a write that was saved
+    // fails its condition against the write itself, so the record found may be
+    // our own (holder tokens are 128-bit random; no one else has them).
+    let mut attempts: Vec<Record> = Vec::new();
     // Three rounds at most: each lost race reads the record again.
     for _ in 0..3 {
         let record = fresh(now, false);
@@ -310,6 +314,10 @@ async fn acquire(
             Inserted::Yes => return Ok(Acquired::Held(record)),
             Inserted::Exists(found) => found,
         };
+        attempts.push(record);
+        if let Some(own) = attempts.iter().find(|a| a.holder == found.holder) {
+            return Ok(Acquired::Held(own.clone()));
+        }
         let record = match &found {
             found if found.expiration.saturating_mul(1000) <= now => fresh(now, false),
             found => {
@@ -334,6 +342,7 @@ async fn acquire(
         if store.put(&record, expect).await.map_err(store_error)? == Written::Yes {
             return Ok(Acquired::Held(record));
         }
+        attempts.push(record);
     }
     Err(OnboardError::IdempotencyInProgress)
 }
@@ -683,6 +692,8 @@ impl IdempotencyStore for DynamoDbStore {
 mod tests {
     use std::sync::Arc;
 
+    use std::sync::atomic::Ordering;
+
     use super::*;
     use crate::fakes::{account, FakeChime, FakeStore, Step};
     use crate::onboard::ChimeErrorKind;
@@ -744,6 +755,75 @@ mod tests {
             record.map(|r| r.fingerprint),
             Some(fingerprint(&name("Acme")))
         );
+    }
+
+    /// A store whose first insert and first take-over are saved but answered
+    /// as a failed condition, as when the SDK re-sends a write whose answer
+    /// was lost: the re-sent write fails against the saved one.
+    #[derive(Default)]
+    struct ReplayedWrites {
+        inner: FakeStore,
+        replayed_insert: std::sync::atomic::AtomicBool,
+        replayed_put: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl IdempotencyStore for ReplayedWrites {
+        async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn insert(&self, record: &Record) -> Result<Inserted, StoreError> {
+            let outcome = self.inner.insert(record).await?;
+            if outcome == Inserted::Yes && !self.replayed_insert.swap(true, Ordering::SeqCst) {
+                return Ok(Inserted::Exists(Box::new(record.clone())));
+            }
+            Ok(outcome)
+        }
+        async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
+            let outcome = self.inner.put(record, expect).await?;
+            if outcome == Written::Yes && !self.replayed_put.swap(true, Ordering::SeqCst) {
+                return Ok(Written::Conflict);
+            }
+            Ok(outcome)
+        }
+        async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError> {
+            self.inner.delete(key, holder).await
+        }
+        async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
+            self.inner.claim(claim).await
+        }
+        async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {
+            self.inner.get_claim(account_id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_answer_was_lost_is_recognised_as_our_own() {
+        let (store, chime) = (ReplayedWrites::default(), FakeChime::default());
+        // A new key: the insert is saved, its answer says "taken" by our own record.
+        let first = create_once(&store, &chime, "new", &name("Acme"), window()).await;
+        assert!(matches!(first, Ok(Onboarded::Created(_))), "{first:?}");
+        // A released key taken over: the take-over is saved, its answer says "conflict".
+        let released = Record {
+            key: "old".into(),
+            status: RecordStatus::InProgress,
+            fingerprint: fingerprint(&name("Beta")),
+            expiration: millis(SystemTime::now()) / 1000 + 3600,
+            held_until: 0,
+            holder: "earlier".into(),
+            since: millis(SystemTime::now()),
+            verify: false,
+            account: None,
+        };
+        store
+            .inner
+            .records
+            .lock()
+            .map(|mut r| r.insert("old".into(), released))
+            .ok();
+        let second = create_once(&store, &chime, "old", &name("Beta"), window()).await;
+        assert!(matches!(second, Ok(Onboarded::Created(_))), "{second:?}");
+        assert_eq!(chime.names(), ["Acme", "Beta"]);
     }
 
     #[tokio::test]

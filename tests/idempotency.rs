@@ -90,7 +90,7 @@ async fn a_key_in_flight_is_409() {
 }
 
 #[tokio::test]
-async fn a_new_key_takes_one_write_and_a_taken_key_answers_with_the_stored_record() {
+async fn a_new_key_is_written_and_a_taken_key_answers_with_the_stored_record() {
     let world = world().await;
     let store = store(&world);
     let record = |holder: &str| Record {
@@ -112,6 +112,24 @@ async fn a_new_key_takes_one_write_and_a_taken_key_answers_with_the_stored_recor
     assert_eq!(second, Inserted::Exists(Box::new(first.clone())));
     let stored = store.get("http#anonymous#insert").await.expect("get");
     assert_eq!(stored, Some(first));
+    // And the stored item comes back with the failed write itself (no read needed).
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+    let failed = dynamodb_client()
+        .put_item()
+        .table_name(world.table.clone().unwrap_or_default())
+        .item("id", AttributeValue::S("http#anonymous#insert".into()))
+        .condition_expression("attribute_not_exists(id)")
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await
+        .expect_err("the key is taken");
+    let returned = match failed.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+        other => panic!("{other:?}"),
+    };
+    let holder = returned.as_ref().and_then(|item| item.get("holder"));
+    assert_eq!(holder, Some(&AttributeValue::S("first".into())));
 }
 
 #[tokio::test]

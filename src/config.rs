@@ -168,11 +168,7 @@ impl Config {
             100..=900_000,
         )?);
 
-        let roots = if get("SSL_CERT_FILE").is_some() || get("SSL_CERT_DIR").is_some() {
-            Roots::Platform
-        } else {
-            Roots::Amazon
-        };
+        let roots = Roots::from_vars(get);
 
         let auth = auth_config(&get)?;
         let sign_in = sign_in(&get)?;

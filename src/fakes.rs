@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::idempotency::{Claim, Expect, IdempotencyStore, Inserted, Record, StoreError, Written};
+use crate::idempotency::{Claim, IdempotencyStore, Inserted, Record, StoreError, Written};
 use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
 
@@ -178,14 +178,9 @@ impl IdempotencyStore for FakeStore {
         records.insert(record.key.clone(), record.clone());
         Ok(Inserted::Yes)
     }
-    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
+    async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError> {
         let mut records = lock(&self.records);
-        let allowed = match (records.get(&record.key), expect) {
-            (None, Expect::Absent) => true,
-            (Some(existing), Expect::Holder(holder)) => existing.holder == holder,
-            _ => false,
-        };
-        if !allowed {
+        if records.get(&record.key).is_none_or(|r| r.holder != holder) {
             return Ok(Written::Conflict);
         }
         records.insert(record.key.clone(), record.clone());

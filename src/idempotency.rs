@@ -109,15 +109,6 @@ pub enum Written {
     Conflict,
 }
 
-/// The condition of a record write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect<'a> {
-    /// No record exists for the key.
-    Absent,
-    /// The stored record was written by this holder.
-    Holder(&'a str),
-}
-
 /// Outcome of writing a new record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -135,8 +126,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// stored one: the common path (a new key) takes one round trip, not a
     /// read and a write.
     async fn insert(&self, record: &Record) -> Result<Inserted, StoreError>;
-    /// Writes `record` if `expect` holds.
-    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError>;
+    /// Writes `record` over the stored one if `holder` wrote that.
+    async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError>;
     /// Deletes the record if `holder` still holds it.
     async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError>;
     /// Writes the claim if the account is unclaimed or already claimed by the same owner.
@@ -318,28 +309,30 @@ async fn acquire(
         if let Some(own) = attempts.iter().find(|a| a.holder == found.holder) {
             return Ok(Acquired::Held(own.clone()));
         }
-        let record = match &found {
-            found if found.expiration.saturating_mul(1000) <= now => fresh(now, false),
-            found => {
-                if found.fingerprint != fingerprint {
-                    return Err(OnboardError::IdempotencyKeyReused);
-                }
-                if let (RecordStatus::Completed, Some(account)) = (found.status, &found.account) {
-                    return Ok(Acquired::Done(account.clone()));
-                }
-                if found.held_until > now {
-                    return Err(OnboardError::IdempotencyInProgress);
-                }
-                // Released after an ambiguous outcome, or its holder died mid-call
-                // (never released): either may have created the account.
-                let verify = found.verify
-                    || found.held_until != 0
-                    || found.status == RecordStatus::Completed;
-                fresh(found.since, verify)
+        let record = if found.expiration.saturating_mul(1000) <= now {
+            fresh(now, false)
+        } else {
+            if found.fingerprint != fingerprint {
+                return Err(OnboardError::IdempotencyKeyReused);
             }
+            if let (RecordStatus::Completed, Some(account)) = (found.status, &found.account) {
+                return Ok(Acquired::Done(account.clone()));
+            }
+            if found.held_until > now {
+                return Err(OnboardError::IdempotencyInProgress);
+            }
+            // Released after an ambiguous outcome, or its holder died mid-call
+            // (never released): either may have created the account.
+            let verify =
+                found.verify || found.held_until != 0 || found.status == RecordStatus::Completed;
+            fresh(found.since, verify)
         };
-        let expect = Expect::Holder(&found.holder);
-        if store.put(&record, expect).await.map_err(store_error)? == Written::Yes {
+        if store
+            .put(&record, &found.holder)
+            .await
+            .map_err(store_error)?
+            == Written::Yes
+        {
             return Ok(Acquired::Held(record));
         }
         attempts.push(record);
@@ -430,7 +423,7 @@ async fn finish(store: &dyn IdempotencyStore, held: Record, onboarded: Onboarded
         account: Some(onboarded.account().clone()),
         ..held
     };
-    match store.put(&record, Expect::Holder(&holder)).await {
+    match store.put(&record, &holder).await {
         Ok(Written::Yes) => {}
         // The account is claimed by this key: whoever holds it now adopts it.
         Ok(Written::Conflict) => {
@@ -449,7 +442,7 @@ async fn release(store: &dyn IdempotencyStore, held: &Record) {
         held_until: 0,
         ..held.clone()
     };
-    match store.put(&record, Expect::Holder(&held.holder)).await {
+    match store.put(&record, &held.holder).await {
         Ok(Written::Yes) => {}
         Ok(Written::Conflict) => {
             tracing::warn!("the idempotency record was taken over before it could be released")
@@ -616,18 +609,14 @@ impl IdempotencyStore for DynamoDbStore {
         ))
     }
 
-    async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
+    async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError> {
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item(record)?));
-        let request = match expect {
-            Expect::Absent => request.condition_expression("attribute_not_exists(id)"),
-            Expect::Holder(holder) => request
-                .condition_expression("holder = :holder")
-                .expression_attribute_values(":holder", s(holder)),
-        };
+            .set_item(Some(item(record)?))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder));
         written(request.send().await, |e| {
             e.is_conditional_check_failed_exception()
         })
@@ -690,9 +679,8 @@ impl IdempotencyStore for DynamoDbStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-
-    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::fakes::{account, FakeChime, FakeStore, Step};
@@ -763,8 +751,8 @@ mod tests {
     #[derive(Default)]
     struct ReplayedWrites {
         inner: FakeStore,
-        replayed_insert: std::sync::atomic::AtomicBool,
-        replayed_put: std::sync::atomic::AtomicBool,
+        replayed_insert: AtomicBool,
+        replayed_put: AtomicBool,
     }
 
     #[async_trait]
@@ -779,8 +767,8 @@ mod tests {
             }
             Ok(outcome)
         }
-        async fn put(&self, record: &Record, expect: Expect<'_>) -> Result<Written, StoreError> {
-            let outcome = self.inner.put(record, expect).await?;
+        async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError> {
+            let outcome = self.inner.put(record, holder).await?;
             if outcome == Written::Yes && !self.replayed_put.swap(true, Ordering::SeqCst) {
                 return Ok(Written::Conflict);
             }
@@ -846,7 +834,7 @@ mod tests {
             verify: false,
             account: None,
         };
-        let _ = store.put(&held, Expect::Absent).await;
+        let _ = store.insert(&held).await;
         let busy = once(&store, &chime, "h", "Acme").await;
         assert_eq!(busy, Err(OnboardError::IdempotencyInProgress));
     }
@@ -942,7 +930,7 @@ mod tests {
             verify: false,
             account: None,
         };
-        let _ = store.put(&dead, Expect::Absent).await;
+        let _ = store.insert(&dead).await;
         let adopted = once(&store, &chime, "k", "Acme").await;
         assert_eq!(
             adopted.map(|a| a.account().account_id.clone()),
@@ -954,10 +942,7 @@ mod tests {
             status: RecordStatus::Completed,
             ..dead
         };
-        assert_eq!(
-            store.put(&late, Expect::Holder("dead")).await,
-            Ok(Written::Conflict)
-        );
+        assert_eq!(store.put(&late, "dead").await, Ok(Written::Conflict));
         assert_eq!(store.delete("k", "dead").await, Ok(Written::Conflict));
     }
 

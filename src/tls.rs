@@ -27,6 +27,18 @@ pub enum Roots {
     Platform,
 }
 
+impl Roots {
+    /// The platform's store when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set (a
+    /// proxy, an HTTPS emulator), else the Amazon roots; `get` reads a variable.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
+        if get("SSL_CERT_FILE").is_some() || get("SSL_CERT_DIR").is_some() {
+            Self::Platform
+        } else {
+            Self::Amazon
+        }
+    }
+}
+
 /// The TLS settings could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("could not build the HTTPS client: {0}")]

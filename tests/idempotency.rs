@@ -2,9 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chime_onboard::idempotency::{
-    fingerprint, Expect, IdempotencyStore, Inserted, Record, RecordStatus,
-};
+use chime_onboard::idempotency::{fingerprint, IdempotencyStore, Inserted, Record, RecordStatus};
 use chime_onboard::onboard::AccountName;
 use serde_json::json;
 
@@ -79,7 +77,7 @@ async fn a_key_in_flight_is_409() {
         verify: false,
         account: None,
     };
-    store(&world).put(&held, Expect::Absent).await.expect("put");
+    store(&world).insert(&held).await.expect("insert");
     let response = world.invoke(post_with_key("Busy", "key-3")).await;
     assert_eq!(response["statusCode"], json!(409), "{response}");
     assert_eq!(
@@ -159,7 +157,7 @@ async fn a_dead_holders_account_is_found_not_created_again() {
         verify: false,
         account: None,
     };
-    store(&world).put(&dead, Expect::Absent).await.expect("put");
+    store(&world).insert(&dead).await.expect("insert");
     let response = world.invoke(post_with_key("Crashed Co", "key-4")).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
     assert_eq!(response_body(&response)["AccountId"], json!(created_id));
@@ -207,10 +205,7 @@ async fn equal_keys_of_two_callers_are_two_requests() {
         verify: false,
         account: None,
     };
-    store(&world)
-        .put(&foreign, Expect::Absent)
-        .await
-        .expect("put");
+    store(&world).insert(&foreign).await.expect("insert");
     let response = world.invoke(post_with_key("Mine", "shared-key")).await;
     assert_eq!(response["statusCode"], json!(201), "{response}");
     assert_eq!(world.account_names(), ["Mine"]);

@@ -21,12 +21,7 @@ fn env(name: &str) -> Result<String, Error> {
 }
 
 fn client() -> Result<aws_sdk_chime::Client, Error> {
-    let roots = if std::env::var_os("SSL_CERT_FILE").is_some() {
-        Roots::Platform
-    } else {
-        Roots::Amazon
-    };
-    let http = http_client(roots)?;
+    let http = http_client(Roots::from_vars(|name| std::env::var(name).ok()))?;
     let credentials = Credentials::new(
         env("AWS_ACCESS_KEY_ID")?,
         env("AWS_SECRET_ACCESS_KEY")?,

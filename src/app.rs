@@ -1,12 +1,14 @@
-//! The function's state and its one handler.
+//! The composition root and the dispatcher; no use case lives here.
 //!
 //! [`App`] is built once at init (`main.rs`) from the configuration and the SDK
-//! clients and is borrowed by every invocation. [`handle`] classifies the
-//! payload ([`crate::event`]) and hands it to the HTTP or SQS adapter; it
-//! returns `Err` only for a payload it cannot classify.
+//! clients: the ports, the use case over them ([`Onboarding`]) and the two
+//! adapters that call it. [`handle`] classifies the payload
+//! ([`crate::event`]) and hands it to the HTTP or SQS adapter; it returns
+//! `Err` only for a payload it cannot classify. Arrows point one way: `app`
+//! knows the adapters, they know the use case, never `app`.
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsBatchResponse;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -17,28 +19,22 @@ use crate::auth::Authenticator;
 use crate::chime::SdkChime;
 use crate::config::Config;
 use crate::event::{classify, Invocation, UnknownEvent, UnsupportedEvent};
-use crate::idempotency::{self, DynamoDbStore, IdempotencyStore, Window};
+use crate::http::HttpAdapter;
+use crate::idempotency::{DynamoDbStore, IdempotencyStore};
 use crate::metrics::{self, Ingress};
-use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
+use crate::onboard::ChimeAccounts;
+use crate::onboarding::Onboarding;
 use crate::reply::{ReplySender, SqsOnFirstUse};
-use crate::sqs::MalformedBatch;
+use crate::sqs::{MalformedBatch, SqsAdapter};
 use crate::warm::WarmUp;
-use crate::web::Page;
 
 /// Operation timeout (SDK retries included) for SQS and DynamoDB calls.
 pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything an invocation needs, created once per execution environment.
-#[derive(Clone)]
 pub struct App {
-    pub config: Config,
-    pub chime: Arc<dyn ChimeAccounts>,
-    pub replies: Arc<dyn ReplySender>,
-    pub idempotency: Option<Arc<dyn IdempotencyStore>>,
-    /// Who is calling (HTTP); fetches the issuer's keys on first use only.
-    pub auth: Arc<Authenticator>,
-    /// The web form, rendered for this configuration on first use ([`App::page`]).
-    pub page: Arc<OnceLock<Page>>,
+    pub http: HttpAdapter,
+    pub sqs: SqsAdapter,
     /// The warm-up `main` spawns at init when `WARM_UP` is on (`None` off, or with fakes).
     pub warm_up: Option<WarmUp>,
 }
@@ -126,60 +122,29 @@ impl App {
         });
         Self {
             warm_up,
-            chime: Arc::new(chime),
-            replies: Arc::new(sqs),
-            idempotency,
-            auth: Arc::new(Authenticator::new(&config.auth, config.roots)),
-            page: Arc::default(),
-            config,
+            ..Self::from_ports(config, Arc::new(chime), Arc::new(sqs), idempotency)
         }
     }
 
-    /// The web form; rendered on the first request that needs it, not at
-    /// init (most invocations never do).
-    pub fn page(&self) -> &Page {
-        self.page
-            .get_or_init(|| Page::new(self.config.sign_in.as_ref()))
-    }
-
-    /// Creates the account for `name`, at most once per `key` when an
-    /// idempotency store is configured. With a store, a request without a key
-    /// gets one of its own, so its account is claimed like every other and no
-    /// other request's verification adopts it. Without a store, a create is
-    /// still never re-sent after an ambiguous outcome within the invocation.
-    pub async fn create(
-        &self,
-        key: Option<&str>,
-        name: &AccountName,
-        deadline: SystemTime,
-    ) -> Result<Onboarded, OnboardError> {
-        match &self.idempotency {
-            Some(store) => {
-                let own_key;
-                let key = match key {
-                    Some(key) => key,
-                    None => {
-                        own_key = format!("auto#{}", idempotency::new_token());
-                        &own_key
-                    }
-                };
-                let now = SystemTime::now();
-                let window = Window {
-                    now,
-                    // Without a usable deadline (local runs), hold the key for two Chime timeouts.
-                    deadline: if deadline > now {
-                        deadline
-                    } else {
-                        now + self.config.chime_timeout * 2
-                    },
-                    ttl: self.config.idempotency_ttl,
-                };
-                idempotency::create_once(store.as_ref(), self.chime.as_ref(), key, name, window)
-                    .await
-            }
-            None => onboard::create_account(self.chime.as_ref(), name)
-                .await
-                .map(Onboarded::Created),
+    /// Wires the use case and the adapters over any implementation of the
+    /// ports (the SDK clients above, in-memory fakes in unit tests).
+    pub fn from_ports(
+        config: Config,
+        chime: Arc<dyn ChimeAccounts>,
+        replies: Arc<dyn ReplySender>,
+        idempotency: Option<Arc<dyn IdempotencyStore>>,
+    ) -> Self {
+        let onboarding = Onboarding::new(
+            chime,
+            idempotency,
+            config.chime_timeout,
+            config.idempotency_ttl,
+        );
+        let auth = Authenticator::new(&config.auth, config.roots);
+        Self {
+            http: HttpAdapter::new(onboarding.clone(), auth, config.sign_in.clone()),
+            sqs: SqsAdapter::new(onboarding, replies, config),
+            warm_up: None,
         }
     }
 }
@@ -238,15 +203,11 @@ pub async fn handle(
 ) -> Result<Output<impl Serialize + std::fmt::Debug>, InvocationError> {
     let (payload, context) = event.into_parts();
     Ok(match classify(payload)? {
-        Invocation::Sqs(batch) => Output::Sqs(
-            metrics::scope(Ingress::Sqs, crate::sqs::handle_batch(app, batch, &context)).await?,
-        ),
+        Invocation::Sqs(batch) => {
+            Output::Sqs(metrics::scope(Ingress::Sqs, app.sqs.handle_batch(batch, &context)).await?)
+        }
         Invocation::Http(request) => Output::Http(
-            metrics::scope(
-                Ingress::Http,
-                crate::http::handle_event(app, request, context),
-            )
-            .await,
+            metrics::scope(Ingress::Http, app.http.handle_event(request, context)).await,
         ),
     })
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::idempotency::{Claim, IdempotencyStore, Inserted, Record, StoreError, Written};
 use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
+use crate::sqs::SqsAdapter;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -165,11 +166,15 @@ pub struct FakeStore {
     pub claims: Mutex<HashMap<String, Claim>>,
 }
 
-#[async_trait]
-impl IdempotencyStore for FakeStore {
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+impl FakeStore {
+    /// The record stored for a rendered key.
+    pub async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         Ok(lock(&self.records).get(key).cloned())
     }
+}
+
+#[async_trait]
+impl IdempotencyStore for FakeStore {
     async fn insert(&self, record: &Record) -> Result<Inserted, StoreError> {
         let mut records = lock(&self.records);
         if let Some(stored) = records.get(&record.key) {
@@ -210,23 +215,21 @@ impl IdempotencyStore for FakeStore {
     }
 }
 
-/// An `App` over fakes, with a reply queue configured.
-pub fn app(
+/// The SQS adapter over fakes, wired as `App` wires it, with a reply queue configured.
+pub fn sqs_adapter(
     chime: Arc<FakeChime>,
     replies: Arc<FakeReplies>,
     store: Option<Arc<FakeStore>>,
     config: Config,
-) -> App {
+) -> SqsAdapter {
     let mut config = config;
     config.reply_queue_url = Some("https://sqs.test/1/replies".to_owned());
     config.allowed_reply_queues = vec!["https://sqs.test/1/replies".to_owned()];
-    App {
-        auth: Arc::new(crate::auth::Authenticator::new(&config.auth, config.roots)),
-        page: Arc::default(),
+    App::from_ports(
         config,
         chime,
         replies,
-        idempotency: store.map(|s| s as Arc<dyn IdempotencyStore>),
-        warm_up: None,
-    }
+        store.map(|s| s as Arc<dyn IdempotencyStore>),
+    )
+    .sqs
 }

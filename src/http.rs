@@ -5,10 +5,12 @@
 //! `http::Response` back into the event's own response shape, so this module
 //! sees only plain HTTP. Every failure is an RFC 9457 `application/problem+json`
 //! body built in one place ([`problem`]); status codes come from one table
-//! ([`Failure::status`]).
+//! ([`status_of`]) over the domain's error classes, the same classes the SQS
+//! adapter and the metrics read. Accounts are created through the use case
+//! ([`Onboarding`]) and nothing else.
 
 use std::convert::Infallible;
-use std::time::SystemTime;
+use std::sync::OnceLock;
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -16,36 +18,64 @@ use lambda_http::{Body, Request, RequestExt, Response, Service};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 
-use crate::app::App;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Authenticator};
+use crate::config::SignIn;
+use crate::deadline::Deadline;
 use crate::event::HttpEvent;
 use crate::metrics::{self, Counted};
 use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest, Onboarded};
-use crate::web;
+use crate::onboarding::{IdempotencyKey, Onboarding};
+use crate::web::{self, Page};
 
 /// Largest accepted request body, after base64 decoding.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
-/// Answers one HTTP event in the shape it arrived in.
-pub async fn handle_event(
-    app: &App,
-    event: Box<HttpEvent>,
-    context: Context,
-) -> impl serde::Serialize + std::fmt::Debug {
-    let malformed = event.malformed;
-    let service = lambda_http::service_fn(|request: Request| async move {
-        let response = match malformed {
-            Some(reason) => refuse(Failure::Malformed { reason }, &request),
-            None => respond(app, request).await,
-        };
-        Ok::<_, Infallible>(response)
-    });
-    let mut adapter = lambda_http::Adapter::from(service);
-    match adapter.call(LambdaEvent::new(event.request, context)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+/// What the HTTP adapter needs, built once at init.
+pub struct HttpAdapter {
+    onboarding: Onboarding,
+    /// Who is calling; fetches the issuer's keys on first use only.
+    auth: Authenticator,
+    sign_in: Option<SignIn>,
+    /// The web form, rendered on the first request that needs it, not at
+    /// init (most invocations never do).
+    page: OnceLock<Page>,
+}
+
+impl HttpAdapter {
+    pub fn new(onboarding: Onboarding, auth: Authenticator, sign_in: Option<SignIn>) -> Self {
+        Self {
+            onboarding,
+            auth,
+            sign_in,
+            page: OnceLock::new(),
+        }
+    }
+
+    fn page(&self) -> &Page {
+        self.page.get_or_init(|| Page::new(self.sign_in.as_ref()))
+    }
+
+    /// Answers one HTTP event in the shape it arrived in.
+    pub async fn handle_event(
+        &self,
+        event: Box<HttpEvent>,
+        context: Context,
+    ) -> impl serde::Serialize + std::fmt::Debug {
+        let malformed = event.malformed;
+        let service = lambda_http::service_fn(|request: Request| async move {
+            let response = match malformed {
+                Some(reason) => refuse(Failure::Malformed { reason }, &request),
+                None => self.respond(request).await,
+            };
+            Ok::<_, Infallible>(response)
+        });
+        let mut adapter = lambda_http::Adapter::from(service);
+        match adapter.call(LambdaEvent::new(event.request, context)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -107,6 +137,19 @@ impl From<OnboardError> for Failure {
     }
 }
 
+/// The one class-to-status table (DESIGN.md, "HTTP contract").
+fn status_of(class: ErrorClass) -> StatusCode {
+    match class {
+        ErrorClass::Invalid => StatusCode::BAD_REQUEST,
+        ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorClass::InProgress => StatusCode::CONFLICT,
+        ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::UpstreamRejected | ErrorClass::UpstreamFailed => StatusCode::BAD_GATEWAY,
+        ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
 impl Failure {
     fn status(&self) -> StatusCode {
         match self {
@@ -120,17 +163,17 @@ impl Failure {
             | Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::Auth(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
-            Self::Onboard(err) => match err.class() {
-                ErrorClass::Invalid => StatusCode::BAD_REQUEST,
-                ErrorClass::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorClass::InProgress => StatusCode::CONFLICT,
-                ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
-                ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                ErrorClass::UpstreamRejected | ErrorClass::UpstreamFailed => {
-                    StatusCode::BAD_GATEWAY
-                }
-                ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            },
+            Self::Onboard(err) => status_of(err.class()),
+        }
+    }
+
+    /// Whether the same request may succeed later: counted `Failed`, not
+    /// `Rejected`, by the same class the SQS adapter reads.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Auth(AuthError::KeysUnavailable(_)) => true,
+            Self::Onboard(err) => err.class().is_transient(),
+            _ => false,
         }
     }
 
@@ -168,11 +211,11 @@ impl Failure {
         }
     }
 
-    /// Seconds a client should wait before retrying, for 429 and 503.
+    /// Seconds a client should wait before retrying (429 and 503).
     fn retry_after(&self) -> Option<u32> {
-        match self.status() {
-            StatusCode::TOO_MANY_REQUESTS => Some(1),
-            StatusCode::SERVICE_UNAVAILABLE => Some(5),
+        match self {
+            Self::Auth(AuthError::KeysUnavailable(_)) => ErrorClass::Unavailable.retry_after(),
+            Self::Onboard(err) => err.class().retry_after(),
             _ => None,
         }
     }
@@ -214,55 +257,95 @@ fn problem(failure: &Failure, request_id: &str) -> Response<Body> {
     response
 }
 
-async fn respond(app: &App, request: Request) -> Response<Body> {
-    let deadline = request
-        .lambda_context_ref()
-        .map(Context::deadline)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let route = route(request.uri().path(), stage(&request));
-    // A browser posting the form without scripts gets HTML back (DESIGN.md,
-    // "The web form"): a form post whose Accept prefers HTML. JSON stays JSON.
-    let form_post = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    let html = route == Route::Accounts
-        && form_post
-        && web::prefers_html(
-            request
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok()),
-        );
-    let result = match (route, request.method()) {
-        (Route::Form, &Method::GET | &Method::HEAD) => Ok(app.page().form()),
-        (Route::Form, _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
-        (Route::Asset(asset), &Method::GET | &Method::HEAD) => Ok(web::asset(asset)),
-        (Route::Asset(_), _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
-        (Route::Accounts, &Method::POST) => create(app, &request, deadline, html).await,
-        (Route::Accounts, _) => Err(Failure::MethodNotAllowed { allow: "POST" }),
-        (Route::Unknown, _) => Err(Failure::NotFound),
-    };
-    match result {
-        Ok(response) => {
-            tracing::info!(
-                ?route,
-                status = response.status().as_u16(),
-                "request served"
+impl HttpAdapter {
+    async fn respond(&self, request: Request) -> Response<Body> {
+        let deadline = request
+            .lambda_context_ref()
+            .map_or(Deadline::NONE, |c| Deadline::from_context(c.deadline()));
+        let route = route(request.uri().path(), stage(&request));
+        // A browser posting the form without scripts gets HTML back (DESIGN.md,
+        // "The web form"): a form post whose Accept prefers HTML. JSON stays JSON.
+        let form_post = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        let html = route == Route::Accounts
+            && form_post
+            && web::prefers_html(
+                request
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
             );
-            response
+        let result = match (route, request.method()) {
+            (Route::Form, &Method::GET | &Method::HEAD) => Ok(self.page().form()),
+            (Route::Form, _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
+            (Route::Asset(asset), &Method::GET | &Method::HEAD) => Ok(web::asset(asset)),
+            (Route::Asset(_), _) => Err(Failure::MethodNotAllowed { allow: "GET, HEAD" }),
+            (Route::Accounts, &Method::POST) => self.create(&request, deadline, html).await,
+            (Route::Accounts, _) => Err(Failure::MethodNotAllowed { allow: "POST" }),
+            (Route::Unknown, _) => Err(Failure::NotFound),
+        };
+        match result {
+            Ok(response) => {
+                tracing::info!(
+                    ?route,
+                    status = response.status().as_u16(),
+                    "request served"
+                );
+                response
+            }
+            Err(failure) if html => {
+                log_failure(&failure);
+                self.page()
+                    .refused(failure.status(), failure.code(), failure.retry_after())
+            }
+            Err(failure) => refuse(failure, &request),
         }
-        Err(failure) if html => {
-            log_failure(&failure);
-            app.page()
-                .refused(failure.status(), failure.code(), failure.retry_after())
+    }
+
+    async fn create(
+        &self,
+        request: &Request,
+        deadline: Deadline,
+        html: bool,
+    ) -> Result<Response<Body>, Failure> {
+        // Who is calling comes first: an unauthenticated body is not even read.
+        let principal = self.auth.principal(request).await.map_err(Failure::Auth)?;
+        tracing::info!(sub = principal.subject(), "caller");
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Failure::PayloadTooLarge);
         }
-        Err(failure) => refuse(failure, &request),
+        let onboard = match encoding(request, body)? {
+            Encoding::Json => OnboardRequest::from_json(body)?,
+            Encoding::Form => OnboardRequest::from_name_field(form_name(body)?.as_deref())?,
+        };
+        // Without a table the header is accepted and ignored (DESIGN.md).
+        let key = match self.onboarding.remembers_keys() {
+            true => idempotency_key(request, &principal.id())?,
+            false => None,
+        };
+        let onboarded = self.onboarding.create(key, &onboard.name, deadline).await?;
+        metrics::count(match onboarded {
+            Onboarded::Adopted(_) => Counted::Adopted,
+            _ => Counted::Created,
+        });
+        if html {
+            let account_id = &onboarded.account().account_id;
+            let mut response = self.page().created(account_id);
+            if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{account_id}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        } else {
+            Ok(created(onboarded.account()))
+        }
     }
 }
 
@@ -278,9 +361,7 @@ fn refuse(failure: Failure, request: &Request) -> Response<Body> {
 
 fn log_failure(failure: &Failure) {
     let status = failure.status();
-    let transient = matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS)
-        || status.is_server_error();
-    metrics::count(if transient {
+    metrics::count(if failure.is_transient() {
         Counted::Failed
     } else {
         Counted::Rejected(failure.code())
@@ -377,7 +458,7 @@ fn form_name(body: &[u8]) -> Result<Option<String>, Failure> {
 
 /// The idempotency key of a request, scoped by its caller (DESIGN.md, "Who
 /// is calling"): two callers' equal `Idempotency-Key`s never meet.
-fn idempotency_key(request: &Request, principal: &str) -> Result<Option<String>, Failure> {
+fn idempotency_key(request: &Request, principal: &str) -> Result<Option<IdempotencyKey>, Failure> {
     let Some(value) = request.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -386,48 +467,12 @@ fn idempotency_key(request: &Request, principal: &str) -> Result<Option<String>,
         && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
         && key.bytes().all(|b| b.is_ascii_graphic());
     if valid {
-        Ok(Some(format!("http#{principal}#{key}")))
+        Ok(Some(IdempotencyKey::Http {
+            principal: principal.to_owned(),
+            key: key.to_owned(),
+        }))
     } else {
         Err(Failure::IdempotencyKeyInvalid)
-    }
-}
-
-async fn create(
-    app: &App,
-    request: &Request,
-    deadline: SystemTime,
-    html: bool,
-) -> Result<Response<Body>, Failure> {
-    // Who is calling comes first: an unauthenticated body is not even read.
-    let principal = app.auth.principal(request).await.map_err(Failure::Auth)?;
-    tracing::info!(sub = principal.subject(), "caller");
-    let body: &[u8] = request.body().as_ref();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Failure::PayloadTooLarge);
-    }
-    let onboard = match encoding(request, body)? {
-        Encoding::Json => OnboardRequest::from_json(body)?,
-        Encoding::Form => OnboardRequest::from_name_field(form_name(body)?.as_deref())?,
-    };
-    // Without a table the header is accepted and ignored (DESIGN.md).
-    let key = match app.idempotency {
-        Some(_) => idempotency_key(request, &principal.id())?,
-        None => None,
-    };
-    let onboarded = app.create(key.as_deref(), &onboard.name, deadline).await?;
-    metrics::count(match onboarded {
-        Onboarded::Adopted(_) => Counted::Adopted,
-        _ => Counted::Created,
-    });
-    if html {
-        let account_id = &onboarded.account().account_id;
-        let mut response = app.page().created(account_id);
-        if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{account_id}")) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        Ok(response)
-    } else {
-        Ok(created(onboarded.account()))
     }
 }
 

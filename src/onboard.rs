@@ -185,20 +185,41 @@ pub enum ChimeErrorKind {
 impl ChimeErrorKind {
     /// The Chime exception name, used as the error `code`.
     pub fn code(self) -> &'static str {
-        match self {
-            Self::BadRequest => "BadRequestException",
-            Self::Forbidden => "ForbiddenException",
-            Self::Unauthorized => "UnauthorizedClientException",
-            Self::NotFound => "NotFoundException",
-            Self::Throttled => "ThrottledClientException",
-            Self::Unavailable => "ServiceUnavailableException",
-            Self::ServiceFailure => "ServiceFailureException",
-            Self::Other => "ChimeError",
+        self.facts().code
+    }
+
+    /// One row per Chime error: its code (the exception name), its class,
+    /// whether Chime may have created the account anyway (a 5xx or an
+    /// unreadable answer), and whether a create may be sent again at once
+    /// (throttling: refused before anything was done).
+    fn facts(self) -> ErrorFacts {
+        use ErrorClass::*;
+        let (code, class, may_have_created, retry_now) = match self {
+            Self::BadRequest => ("BadRequestException", Invalid, false, false),
+            Self::Forbidden => ("ForbiddenException", UpstreamRejected, false, false),
+            Self::Unauthorized => (
+                "UnauthorizedClientException",
+                UpstreamRejected,
+                false,
+                false,
+            ),
+            Self::NotFound => ("NotFoundException", UpstreamRejected, false, false),
+            Self::Throttled => ("ThrottledClientException", Throttled, false, true),
+            Self::Unavailable => ("ServiceUnavailableException", Unavailable, true, false),
+            Self::ServiceFailure => ("ServiceFailureException", UpstreamFailed, true, false),
+            Self::Other => ("ChimeError", UpstreamFailed, true, false),
+        };
+        ErrorFacts {
+            code,
+            class,
+            may_have_created,
+            retry_now,
         }
     }
 }
 
-/// How an adapter should treat an error: the one fact HTTP and SQS both map from.
+/// How an adapter treats an error: the one fact the HTTP status, the SQS
+/// outcome and the metrics are all read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The request is wrong; retrying it cannot help (HTTP 400, SQS `Rejected`).
@@ -209,7 +230,7 @@ pub enum ErrorClass {
     InProgress,
     /// Chime throttled the call (HTTP 429, SQS retry).
     Throttled,
-    /// Chime or the function's store is unavailable (HTTP 503, SQS retry).
+    /// Chime, the function's store or its time budget is unavailable (HTTP 503, SQS retry).
     Unavailable,
     /// Chime refused for good: forbidden, unauthorized, not found (HTTP 502, SQS `Rejected`).
     UpstreamRejected,
@@ -220,7 +241,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// Whether the same request may succeed later.
+    /// Whether the same request may succeed later (SQS retries it; metrics count it `Failed`).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
@@ -231,6 +252,28 @@ impl ErrorClass {
                 | Self::Timeout
         )
     }
+
+    /// Seconds a caller should wait before trying again, where the class says when.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            Self::Throttled => Some(1),
+            Self::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// The facts of one error, side by side: what [`OnboardError::facts`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorFacts {
+    /// The stable machine-readable code (DESIGN.md names the name-rule codes).
+    pub code: &'static str,
+    pub class: ErrorClass,
+    /// Chime may have created the account although the call failed: never
+    /// re-sent blind, verified first (DESIGN.md, "Exactly once").
+    pub may_have_created: bool,
+    /// A create that ended so may be sent again at once: nothing was done.
+    pub retry_now: bool,
 }
 
 /// Everything that can stop an account from being created.
@@ -272,86 +315,60 @@ pub enum OnboardError {
     IdempotencyInProgress,
     #[error("the idempotency store failed: {reason}")]
     IdempotencyStore { reason: String },
+    #[error("the invocation had no time left to start this request")]
+    TimeBudgetExhausted,
 }
 
 impl OnboardError {
-    /// The stable machine-readable code (DESIGN.md names the name-rule codes).
+    /// The error table: one row per variant, read by every adapter alike.
+    pub fn facts(&self) -> ErrorFacts {
+        use ErrorClass::*;
+        let plain = |code, class| ErrorFacts {
+            code,
+            class,
+            may_have_created: false,
+            retry_now: false,
+        };
+        match self {
+            Self::BodyNotJson { .. } => plain("BodyNotJson", Invalid),
+            Self::BodyNotObject => plain("BodyNotObject", Invalid),
+            Self::NameMissing => plain("NameMissing", Invalid),
+            Self::NameNotString => plain("NameNotString", Invalid),
+            Self::NameEmpty => plain("NameEmpty", Invalid),
+            Self::NameTooLong { .. } => plain("NameTooLong", Invalid),
+            Self::NameInvalidCharacter { .. } => plain("NameInvalidCharacter", Invalid),
+            Self::RequestIdInvalid => plain("RequestIdInvalid", Invalid),
+            Self::Chime { kind, .. } => kind.facts(),
+            Self::ChimeTimeout => ErrorFacts {
+                may_have_created: true,
+                ..plain("ChimeTimeout", Timeout)
+            },
+            // Sent and lost may have committed; never sent may go again at once.
+            Self::ChimeUnreachable { request_sent, .. } => ErrorFacts {
+                may_have_created: *request_sent,
+                retry_now: !*request_sent,
+                ..plain("ChimeUnreachable", UpstreamFailed)
+            },
+            Self::IdempotencyKeyReused => plain("IdempotencyKeyReused", KeyReused),
+            Self::IdempotencyInProgress => plain("IdempotencyInProgress", InProgress),
+            Self::IdempotencyStore { .. } => plain("IdempotencyStoreFailed", Unavailable),
+            Self::TimeBudgetExhausted => plain("TimeBudgetExhausted", Unavailable),
+        }
+    }
+
+    /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::BodyNotJson { .. } => "BodyNotJson",
-            Self::BodyNotObject => "BodyNotObject",
-            Self::NameMissing => "NameMissing",
-            Self::NameNotString => "NameNotString",
-            Self::NameEmpty => "NameEmpty",
-            Self::NameTooLong { .. } => "NameTooLong",
-            Self::NameInvalidCharacter { .. } => "NameInvalidCharacter",
-            Self::RequestIdInvalid => "RequestIdInvalid",
-            Self::Chime { kind, .. } => kind.code(),
-            Self::ChimeTimeout => "ChimeTimeout",
-            Self::ChimeUnreachable { .. } => "ChimeUnreachable",
-            Self::IdempotencyKeyReused => "IdempotencyKeyReused",
-            Self::IdempotencyInProgress => "IdempotencyInProgress",
-            Self::IdempotencyStore { .. } => "IdempotencyStoreFailed",
-        }
-    }
-
-    /// Whether Chime may have created the account although the call failed: a
-    /// 5xx, an unreadable answer, a timeout, or a connection lost after the
-    /// request was sent. Such an outcome is never re-sent blind (DESIGN.md,
-    /// "Exactly once"): it is verified first.
-    pub fn may_have_created(&self) -> bool {
-        match self {
-            Self::Chime { kind, .. } => matches!(
-                kind,
-                ChimeErrorKind::ServiceFailure
-                    | ChimeErrorKind::Unavailable
-                    | ChimeErrorKind::Other
-            ),
-            Self::ChimeTimeout => true,
-            Self::ChimeUnreachable { request_sent, .. } => *request_sent,
-            _ => false,
-        }
-    }
-
-    /// Whether a create that ended in this error may be sent again at once:
-    /// Chime refused it before doing anything (throttling), or the request
-    /// never left (no connection).
-    fn retry_now(&self) -> bool {
-        match self {
-            Self::Chime { kind, .. } => *kind == ChimeErrorKind::Throttled,
-            Self::ChimeUnreachable { request_sent, .. } => !request_sent,
-            _ => false,
-        }
+        self.facts().code
     }
 
     /// How adapters must treat this error.
     pub fn class(&self) -> ErrorClass {
-        match self {
-            Self::BodyNotJson { .. }
-            | Self::BodyNotObject
-            | Self::NameMissing
-            | Self::NameNotString
-            | Self::NameEmpty
-            | Self::NameTooLong { .. }
-            | Self::NameInvalidCharacter { .. }
-            | Self::RequestIdInvalid => ErrorClass::Invalid,
-            Self::Chime { kind, .. } => match kind {
-                ChimeErrorKind::BadRequest => ErrorClass::Invalid,
-                ChimeErrorKind::Forbidden
-                | ChimeErrorKind::Unauthorized
-                | ChimeErrorKind::NotFound => ErrorClass::UpstreamRejected,
-                ChimeErrorKind::Throttled => ErrorClass::Throttled,
-                ChimeErrorKind::Unavailable => ErrorClass::Unavailable,
-                ChimeErrorKind::ServiceFailure | ChimeErrorKind::Other => {
-                    ErrorClass::UpstreamFailed
-                }
-            },
-            Self::ChimeTimeout => ErrorClass::Timeout,
-            Self::ChimeUnreachable { .. } => ErrorClass::UpstreamFailed,
-            Self::IdempotencyKeyReused => ErrorClass::KeyReused,
-            Self::IdempotencyInProgress => ErrorClass::InProgress,
-            Self::IdempotencyStore { .. } => ErrorClass::Unavailable,
-        }
+        self.facts().class
+    }
+
+    /// Whether Chime may have created the account although the call failed.
+    pub fn may_have_created(&self) -> bool {
+        self.facts().may_have_created
     }
 }
 
@@ -414,7 +431,7 @@ pub async fn create_account(
     let account = loop {
         match chime.create_account(name).await {
             Ok(account) => break account,
-            Err(err) if err.retry_now() && attempt < CREATE_ATTEMPTS => {
+            Err(err) if err.facts().retry_now && attempt < CREATE_ATTEMPTS => {
                 let pause = CREATE_BACKOFF * 2u32.pow(attempt - 1);
                 tokio::time::sleep(pause.mul_f64(0.5 + jitter() * 0.5)).await;
                 attempt += 1;

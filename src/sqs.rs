@@ -8,19 +8,24 @@
 //! queues run each message group in order and stop a group at its first
 //! failure, reporting the group's later messages failed, unprocessed, as
 //! Powertools' FIFO processor does. A message is not started when the
-//! invocation has no time left to finish it ([`has_time`]).
+//! invocation has no time left to finish it ([`has_time`]). Accounts are
+//! created through the use case ([`Onboarding`]) and nothing else; an error's
+//! class (the domain's table) decides between `Rejected` and a retry.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::Context;
 use tracing::Instrument;
 
-use crate::app::App;
+use crate::config::Config;
+use crate::deadline::Deadline;
 use crate::metrics::{self, Counted};
 use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
-use crate::reply::{Destination, Reply, ReplyError, Status};
+use crate::onboarding::{IdempotencyKey, Onboarding};
+use crate::reply::{Destination, Reply, ReplyError, ReplySender, Status};
 
 /// An SQS batch that cannot be processed at all: Lambda returns it whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,85 +138,216 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// Runs the batch and returns the messages to retry.
-pub async fn handle_batch(
-    app: &App,
-    event: SqsEvent,
-    context: &Context,
-) -> Result<SqsBatchResponse, MalformedBatch> {
-    // Every record must be identifiable before any work starts: a failure
-    // cannot be reported for a message without an id.
-    let messages = event
-        .records
-        .iter()
-        .map(|m| Envelope::of(m).map(|e| (e, m)))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| MalformedBatch {
-            reason: "an SQS record has no messageId".to_owned(),
-        })?;
-    let fifo = event.records.iter().any(|m| {
-        m.event_source_arn
-            .as_deref()
-            .is_some_and(|a| a.ends_with(".fifo"))
-    });
-    let deadline = context.deadline();
-
-    let failed: Vec<&str> = if fifo {
-        run_fifo(app, &messages, deadline).await
-    } else {
-        stream::iter(&messages)
-            .map(|(envelope, message)| async move {
-                process(app, envelope, message, deadline)
-                    .await
-                    .then_some(envelope.message_id)
-            })
-            .buffer_unordered(app.config.max_concurrency)
-            .filter_map(|id| async move { id })
-            .collect()
-            .await
-    };
-
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id.to_owned();
-            failure
-        })
-        .collect();
-    Ok(response)
+/// What the SQS adapter needs, built once at init.
+pub struct SqsAdapter {
+    onboarding: Onboarding,
+    replies: Arc<dyn ReplySender>,
+    /// Reply queues, `MAX_CONCURRENCY`, `MAX_RECEIVE_COUNT`, `CHIME_TIMEOUT_MS`.
+    config: Config,
 }
 
-/// FIFO: groups run concurrently, each group's messages in order; after a
-/// failure the rest of that group is reported failed without being processed.
-async fn run_fifo<'a>(
-    app: &App,
-    messages: &'a [(Envelope<'a>, &'a SqsMessage)],
-    deadline: SystemTime,
-) -> Vec<&'a str> {
-    type Group<'g, 'a> = (Option<&'a str>, Vec<&'g (Envelope<'a>, &'a SqsMessage)>);
-    let mut groups: Vec<Group<'_, 'a>> = Vec::new();
-    for item in messages {
-        match groups.iter_mut().find(|(g, _)| *g == item.0.group) {
-            Some((_, members)) => members.push(item),
-            None => groups.push((item.0.group, vec![item])),
+impl SqsAdapter {
+    pub fn new(onboarding: Onboarding, replies: Arc<dyn ReplySender>, config: Config) -> Self {
+        Self {
+            onboarding,
+            replies,
+            config,
         }
     }
-    stream::iter(groups)
-        .map(|(_, members)| async move {
-            let mut failed = Vec::new();
-            for (envelope, message) in members {
-                if !failed.is_empty() || process(app, envelope, message, deadline).await {
-                    failed.push(envelope.message_id);
+
+    /// Runs the batch and returns the messages to retry.
+    pub async fn handle_batch(
+        &self,
+        event: SqsEvent,
+        context: &Context,
+    ) -> Result<SqsBatchResponse, MalformedBatch> {
+        // Every record must be identifiable before any work starts: a failure
+        // cannot be reported for a message without an id.
+        let messages = event
+            .records
+            .iter()
+            .map(|m| Envelope::of(m).map(|e| (e, m)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| MalformedBatch {
+                reason: "an SQS record has no messageId".to_owned(),
+            })?;
+        let fifo = event.records.iter().any(|m| {
+            m.event_source_arn
+                .as_deref()
+                .is_some_and(|a| a.ends_with(".fifo"))
+        });
+        let deadline = Deadline::from_context(context.deadline());
+
+        let failed: Vec<&str> = if fifo {
+            self.run_fifo(&messages, deadline).await
+        } else {
+            stream::iter(&messages)
+                .map(|(envelope, message)| async move {
+                    self.process(envelope, message, deadline)
+                        .await
+                        .then_some(envelope.message_id)
+                })
+                .buffer_unordered(self.config.max_concurrency)
+                .filter_map(|id| async move { id })
+                .collect()
+                .await
+        };
+
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.to_owned();
+                failure
+            })
+            .collect();
+        Ok(response)
+    }
+
+    /// FIFO: groups run concurrently, each group's messages in order; after a
+    /// failure the rest of that group is reported failed without being processed.
+    async fn run_fifo<'a>(
+        &self,
+        messages: &'a [(Envelope<'a>, &'a SqsMessage)],
+        deadline: Deadline,
+    ) -> Vec<&'a str> {
+        type Group<'g, 'a> = (Option<&'a str>, Vec<&'g (Envelope<'a>, &'a SqsMessage)>);
+        let mut groups: Vec<Group<'_, 'a>> = Vec::new();
+        for item in messages {
+            match groups.iter_mut().find(|(g, _)| *g == item.0.group) {
+                Some((_, members)) => members.push(item),
+                None => groups.push((item.0.group, vec![item])),
+            }
+        }
+        stream::iter(groups)
+            .map(|(_, members)| async move {
+                let mut failed = Vec::new();
+                for (envelope, message) in members {
+                    if !failed.is_empty() || self.process(envelope, message, deadline).await {
+                        failed.push(envelope.message_id);
+                    }
+                }
+                failed
+            })
+            .buffer_unordered(self.config.max_concurrency)
+            .flat_map(stream::iter)
+            .collect()
+            .await
+    }
+
+    /// Processes one message inside a span carrying its id; `true` when SQS must keep it.
+    async fn process(
+        &self,
+        envelope: &Envelope<'_>,
+        message: &SqsMessage,
+        deadline: Deadline,
+    ) -> bool {
+        let span = tracing::info_span!("message", message_id = %envelope.message_id);
+        self.process_message(envelope, message, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn process_message(
+        &self,
+        envelope: &Envelope<'_>,
+        message: &SqsMessage,
+        deadline: Deadline,
+    ) -> bool {
+        let body = message.body.as_deref().unwrap_or_default().as_bytes();
+        let document = RequestDocument::parse(body);
+        // The reply names the caller's RequestId even when the name is bad.
+        let request_id = document
+            .as_ref()
+            .ok()
+            .and_then(|d| d.request_id.clone())
+            .unwrap_or_else(|| envelope.message_id.to_owned());
+        let last_attempt = envelope.receive_count >= self.config.max_receive_count;
+
+        // A ReplyTo outside the allow-list is refused before anything is created;
+        // the refusal goes to the default queue, never to the named one.
+        let default_destination = self.config.reply_queue_url.as_deref();
+        let (destination, refused_reply_to) = match envelope.reply_to {
+            Some(url) if self.config.reply_queue_allowed(url) => (Some(url), false),
+            Some(_) => (default_destination, true),
+            None => (default_destination, false),
+        };
+        let destination = destination.map(|queue_url| Destination {
+            queue_url: queue_url.to_owned(),
+            fifo_group: envelope.group.unwrap_or(&request_id).to_owned(),
+        });
+
+        let outcome = if refused_reply_to {
+            Outcome::Rejected(ReplyError {
+                code: "ReplyToNotAllowed".to_owned(),
+                message: "the ReplyTo queue is not in ALLOWED_REPLY_QUEUES".to_owned(),
+            })
+        } else {
+            match document.and_then(RequestDocument::validate) {
+                Err(err) => Outcome::decide(Err(err), last_attempt),
+                Ok(_) if !has_time(deadline, self.config.chime_timeout) => {
+                    Outcome::decide(Err(OnboardError::TimeBudgetExhausted), last_attempt)
+                }
+                Ok(request) => {
+                    let key = IdempotencyKey::Sqs {
+                        request_id: request_id.clone(),
+                    };
+                    Outcome::decide(
+                        self.onboarding
+                            .create(Some(key), &request.name, deadline)
+                            .await,
+                        last_attempt,
+                    )
                 }
             }
-            failed
-        })
-        .buffer_unordered(app.config.max_concurrency)
-        .flat_map(stream::iter)
-        .collect()
-        .await
+        };
+        tracing::info!(request_id = %request_id, outcome = outcome.label(), receive_count = envelope.receive_count, "message processed");
+        metrics::count(outcome.counted());
+        self.deliver(envelope, &request_id, destination.as_ref(), outcome)
+            .await
+    }
+
+    /// Sends the outcome's reply, if it has one; `true` when SQS must keep the
+    /// message (a retry, a last failure, or a reply that could not be sent).
+    async fn deliver(
+        &self,
+        envelope: &Envelope<'_>,
+        request_id: &str,
+        destination: Option<&Destination>,
+        outcome: Outcome,
+    ) -> bool {
+        let keep = outcome.keeps_message();
+        let Some(status) = outcome.reply_status() else {
+            return keep;
+        };
+        let Some(destination) = destination else {
+            tracing::warn!("no reply queue: set REPLY_QUEUE_URL or send an allowed ReplyTo");
+            return keep;
+        };
+        let (account, error) = match outcome {
+            Outcome::Created(account) | Outcome::Adopted(account) => (Some(account), None),
+            Outcome::Rejected(error) | Outcome::Retry(error) | Outcome::Failed(error) => {
+                (None, Some(error))
+            }
+        };
+        let reply = Reply {
+            request_id: request_id.to_owned(),
+            correlation_id: envelope.correlation_id.map(str::to_owned),
+            status,
+            account_id: account.as_ref().map(|a| a.account_id.clone()),
+            account,
+            error,
+            source_message_id: envelope.message_id.to_owned(),
+        };
+        match self.replies.send_reply(destination, &reply).await {
+            Ok(()) => keep,
+            Err(err) => {
+                tracing::error!(error = %err, "reply not sent; the message will be retried");
+                true
+            }
+        }
+    }
 }
 
 /// What a message needs besides its Chime call: the table's writes and the
@@ -219,126 +355,9 @@ async fn run_fifo<'a>(
 pub const REPLY_BUDGET: Duration = Duration::from_secs(1);
 
 /// Whether the invocation can still finish one message: a Chime call plus
-/// [`REPLY_BUDGET`]. A deadline at the epoch means none was given (local runs,
-/// unit tests): no budget then.
-pub fn has_time(deadline: SystemTime, chime_timeout: Duration) -> bool {
-    let Ok(remaining) = deadline.duration_since(SystemTime::now()) else {
-        return deadline <= SystemTime::UNIX_EPOCH + Duration::from_secs(1);
-    };
-    remaining >= chime_timeout + REPLY_BUDGET
-}
-
-/// Processes one message inside a span carrying its id; `true` when SQS must keep it.
-async fn process(
-    app: &App,
-    envelope: &Envelope<'_>,
-    message: &SqsMessage,
-    deadline: SystemTime,
-) -> bool {
-    let span = tracing::info_span!("message", message_id = %envelope.message_id);
-    process_message(app, envelope, message, deadline)
-        .instrument(span)
-        .await
-}
-
-async fn process_message(
-    app: &App,
-    envelope: &Envelope<'_>,
-    message: &SqsMessage,
-    deadline: SystemTime,
-) -> bool {
-    let body = message.body.as_deref().unwrap_or_default().as_bytes();
-    let document = RequestDocument::parse(body);
-    // The reply names the caller's RequestId even when the name is bad.
-    let request_id = document
-        .as_ref()
-        .ok()
-        .and_then(|d| d.request_id.clone())
-        .unwrap_or_else(|| envelope.message_id.to_owned());
-    let last_attempt = envelope.receive_count >= app.config.max_receive_count;
-
-    // A ReplyTo outside the allow-list is refused before anything is created;
-    // the refusal goes to the default queue, never to the named one.
-    let default_destination = app.config.reply_queue_url.as_deref();
-    let (destination, refused_reply_to) = match envelope.reply_to {
-        Some(url) if app.config.reply_queue_allowed(url) => (Some(url), false),
-        Some(_) => (default_destination, true),
-        None => (default_destination, false),
-    };
-    let destination = destination.map(|queue_url| Destination {
-        queue_url: queue_url.to_owned(),
-        fifo_group: envelope.group.unwrap_or(&request_id).to_owned(),
-    });
-
-    let outcome = if refused_reply_to {
-        Outcome::Rejected(ReplyError {
-            code: "ReplyToNotAllowed".to_owned(),
-            message: "the ReplyTo queue is not in ALLOWED_REPLY_QUEUES".to_owned(),
-        })
-    } else {
-        match document.and_then(RequestDocument::validate) {
-            Err(err) => Outcome::decide(Err(err), last_attempt),
-            Ok(_) if !has_time(deadline, app.config.chime_timeout) => Outcome::from_error(
-                ReplyError {
-                    code: "TimeBudgetExhausted".to_owned(),
-                    message: "the invocation had no time left to start this request".to_owned(),
-                },
-                true,
-                last_attempt,
-            ),
-            Ok(request) => {
-                let key = format!("sqs#{request_id}");
-                Outcome::decide(
-                    app.create(Some(&key), &request.name, deadline).await,
-                    last_attempt,
-                )
-            }
-        }
-    };
-    tracing::info!(request_id = %request_id, outcome = outcome.label(), receive_count = envelope.receive_count, "message processed");
-    metrics::count(outcome.counted());
-    deliver(app, envelope, &request_id, destination.as_ref(), outcome).await
-}
-
-/// Sends the outcome's reply, if it has one; `true` when SQS must keep the
-/// message (a retry, a last failure, or a reply that could not be sent).
-async fn deliver(
-    app: &App,
-    envelope: &Envelope<'_>,
-    request_id: &str,
-    destination: Option<&Destination>,
-    outcome: Outcome,
-) -> bool {
-    let keep = outcome.keeps_message();
-    let Some(status) = outcome.reply_status() else {
-        return keep;
-    };
-    let Some(destination) = destination else {
-        tracing::warn!("no reply queue: set REPLY_QUEUE_URL or send an allowed ReplyTo");
-        return keep;
-    };
-    let (account, error) = match outcome {
-        Outcome::Created(account) | Outcome::Adopted(account) => (Some(account), None),
-        Outcome::Rejected(error) | Outcome::Retry(error) | Outcome::Failed(error) => {
-            (None, Some(error))
-        }
-    };
-    let reply = Reply {
-        request_id: request_id.to_owned(),
-        correlation_id: envelope.correlation_id.map(str::to_owned),
-        status,
-        account_id: account.as_ref().map(|a| a.account_id.clone()),
-        account,
-        error,
-        source_message_id: envelope.message_id.to_owned(),
-    };
-    match app.replies.send_reply(destination, &reply).await {
-        Ok(()) => keep,
-        Err(err) => {
-            tracing::error!(error = %err, "reply not sent; the message will be retried");
-            true
-        }
-    }
+/// [`REPLY_BUDGET`] (always, without a deadline).
+pub fn has_time(deadline: Deadline, chime_timeout: Duration) -> bool {
+    deadline.allows(chime_timeout + REPLY_BUDGET)
 }
 
 #[cfg(test)]
@@ -349,9 +368,10 @@ mod tests {
 
     use serde_json::json;
 
+    use std::time::SystemTime;
+
     use super::*;
-    use crate::config::Config;
-    use crate::fakes::{app, FakeChime, FakeReplies, FakeStore};
+    use crate::fakes::{sqs_adapter, FakeChime, FakeReplies, FakeStore};
     use crate::onboard::{ChimeErrorKind, OnboardError};
 
     /// A transient error the create step does not retry itself.
@@ -395,8 +415,8 @@ mod tests {
         ids
     }
 
-    async fn run(app: &App, event: SqsEvent) -> SqsBatchResponse {
-        handle_batch(app, event, &Context::default())
+    async fn run(sqs: &SqsAdapter, event: SqsEvent) -> SqsBatchResponse {
+        sqs.handle_batch(event, &Context::default())
             .await
             .unwrap_or_default()
     }
@@ -428,14 +448,18 @@ mod tests {
     fn the_time_budget_covers_a_chime_call_and_the_reply() {
         let chime = Duration::from_secs(2);
         let now = SystemTime::now();
-        assert!(has_time(now + Duration::from_secs(30), chime));
-        assert!(has_time(now + Duration::from_millis(3_500), chime));
-        assert!(!has_time(now + Duration::from_millis(2_500), chime));
+        let at = |t| Deadline::from_context(t);
+        assert!(has_time(at(now + Duration::from_secs(30)), chime));
+        assert!(has_time(at(now + Duration::from_millis(3_500)), chime));
+        assert!(!has_time(at(now + Duration::from_millis(2_500)), chime));
         assert!(
-            !has_time(now - Duration::from_secs(1), chime),
+            !has_time(at(now - Duration::from_secs(1)), chime),
             "past deadline"
         );
-        assert!(has_time(SystemTime::UNIX_EPOCH, chime), "no deadline given");
+        assert!(
+            has_time(at(SystemTime::UNIX_EPOCH), chime),
+            "no deadline given"
+        );
     }
 
     #[tokio::test]
@@ -449,13 +473,13 @@ mod tests {
             max_concurrency: 3,
             ..Config::default()
         };
-        let app = app(chime.clone(), replies.clone(), None, config);
+        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, config);
         let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
         let messages: Vec<_> = names
             .iter()
             .map(|n| (n.as_str(), n.as_str(), None, 1))
             .collect();
-        let response = run(&app, batch(&messages, false)).await;
+        let response = run(&sqs, batch(&messages, false)).await;
         assert!(failed(&response).is_empty());
         assert_eq!(chime.names().len(), 10);
         assert_eq!(chime.max_in_flight.load(Ordering::SeqCst), 3);
@@ -466,10 +490,10 @@ mod tests {
     async fn a_transient_error_replies_failed_only_on_the_last_attempt() {
         let chime = Arc::new(FakeChime::default());
         let replies = Arc::new(FakeReplies::default());
-        let app = app(chime.clone(), replies.clone(), None, Config::default());
+        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, Config::default());
         chime.fail_next([unavailable(), unavailable()]);
         let response = run(
-            &app,
+            &sqs,
             batch(&[("a", "A", None, 4), ("b", "B", None, 5)], false),
         )
         .await;
@@ -485,11 +509,11 @@ mod tests {
             ..FakeReplies::default()
         });
         let store = Arc::new(FakeStore::default());
-        let app = app(chime.clone(), replies, Some(store), Config::default());
+        let sqs = sqs_adapter(chime.clone(), replies, Some(store), Config::default());
         let event = || batch(&[("a", "A", None, 1)], false);
-        assert_eq!(failed(&run(&app, event()).await), ["a"]);
+        assert_eq!(failed(&run(&sqs, event()).await), ["a"]);
         // The retry finds the completed record: the reply is retried, not the create.
-        assert_eq!(failed(&run(&app, event()).await), ["a"]);
+        assert_eq!(failed(&run(&sqs, event()).await), ["a"]);
         assert_eq!(chime.names(), ["A"]);
     }
 
@@ -501,7 +525,7 @@ mod tests {
             max_concurrency: 1,
             ..Config::default()
         };
-        let app = app(chime.clone(), replies.clone(), None, config);
+        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, config);
         chime.fail_next([unavailable()]);
         let event = batch(
             &[
@@ -512,7 +536,7 @@ mod tests {
             ],
             true,
         );
-        let response = run(&app, event).await;
+        let response = run(&sqs, event).await;
         assert_eq!(failed(&response), ["a1", "a2", "a3"]);
         assert_eq!(chime.names(), ["B1"]);
         let sent = replies.sent.lock().map(|s| s.clone()).unwrap_or_default();

@@ -1,0 +1,66 @@
+//! When an invocation must have answered: Lambda's deadline, or none.
+//!
+//! Lambda hands every invocation a deadline; local runs and unit tests hand a
+//! default `Context` whose deadline is the epoch. That is "no deadline", said
+//! once here instead of compared against the epoch wherever a budget is checked.
+
+use std::time::{Duration, SystemTime};
+
+/// A point in time by which the invocation must have answered, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<SystemTime>);
+
+impl Deadline {
+    /// No deadline: every budget holds.
+    pub const NONE: Self = Self(None);
+
+    /// A deadline at `at`.
+    pub fn at(at: SystemTime) -> Self {
+        Self(Some(at))
+    }
+
+    /// The deadline of a Lambda context (`Context::deadline()`): a time at the
+    /// epoch (within a second) means none was given.
+    pub fn from_context(deadline: SystemTime) -> Self {
+        if deadline <= SystemTime::UNIX_EPOCH + Duration::from_secs(1) {
+            Self::NONE
+        } else {
+            Self::at(deadline)
+        }
+    }
+
+    /// The deadline, if there is one.
+    pub fn instant(self) -> Option<SystemTime> {
+        self.0
+    }
+
+    /// Whether at least `needed` is left before the deadline (always, without one).
+    pub fn allows(self, needed: Duration) -> bool {
+        match self.0 {
+            None => true,
+            Some(at) => at
+                .duration_since(SystemTime::now())
+                .is_ok_and(|remaining| remaining >= needed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_means_no_deadline_and_a_budget_needs_the_time_left() {
+        assert_eq!(
+            Deadline::from_context(SystemTime::UNIX_EPOCH),
+            Deadline::NONE
+        );
+        assert!(Deadline::NONE.allows(Duration::from_secs(3600)));
+        let now = SystemTime::now();
+        let soon = Deadline::from_context(now + Duration::from_secs(3));
+        assert_eq!(soon.instant(), Some(now + Duration::from_secs(3)));
+        assert!(soon.allows(Duration::from_secs(2)));
+        assert!(!soon.allows(Duration::from_secs(4)));
+        assert!(!Deadline::at(now - Duration::from_secs(1)).allows(Duration::ZERO));
+    }
+}

@@ -1,0 +1,334 @@
+//! The exactly-once flow as named steps over a held [`Record`]:
+//! [`acquire`] the key, [`verify`] what an earlier attempt may have created,
+//! [`create_and_claim`], then [`finish`] (COMPLETED), [`release`] (keep the
+//! record for the next attempt to verify) or [`forget`] (nothing was created:
+//! delete it). Every write after `acquire` is fenced on the holder token.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_types::date_time::{DateTime, Format};
+
+use super::record::{fingerprint, millis, new_token, Record, RecordStatus};
+use super::store::{IdempotencyStore, Inserted, StoreError, Written};
+use crate::onboard::{
+    create_account, Account, AccountName, ChimeAccounts, OnboardError, Onboarded,
+};
+
+/// How much earlier than an attempt's start an account found by verification
+/// may have been created (Chime's clock against the function's).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Verification's reads: a transient `ListAccounts` failure is tried again (a
+/// read is safe to repeat), since an unverified ambiguous outcome can only end
+/// in another delivery, or, on the last one, in a `Failed` answer for a request
+/// whose account may exist.
+pub const VERIFY_ATTEMPTS: u32 = 3;
+const VERIFY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long the flow may hold a key, and for how long it is remembered.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub now: SystemTime,
+    /// Until when this attempt holds the key: past it, the holder is presumed dead.
+    pub hold_until: SystemTime,
+    pub ttl: Duration,
+}
+
+fn store_error(err: StoreError) -> OnboardError {
+    OnboardError::IdempotencyStore {
+        reason: err.to_string(),
+    }
+}
+
+/// Creates the account for `key` (a rendered [`super::IdempotencyKey`]) at
+/// most once. A repeat of a completed request returns the same account; a
+/// different name under the same key is [`OnboardError::IdempotencyKeyReused`];
+/// a live concurrent holder is [`OnboardError::IdempotencyInProgress`].
+pub async fn create_once(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    key: &str,
+    name: &AccountName,
+    window: Window,
+) -> Result<Onboarded, OnboardError> {
+    let mut held = match acquire(store, key, name, &window).await? {
+        Acquired::Done(account) => return Ok(Onboarded::Repeated(account)),
+        Acquired::Held(record) => record,
+    };
+    match run(store, chime, &mut held, name).await {
+        Ok(onboarded) => {
+            finish(store, &held, onboarded.account()).await;
+            Ok(onboarded)
+        }
+        Err(Ending::Release(err)) => {
+            release(store, &held).await;
+            Err(err)
+        }
+        Err(Ending::Forget(err)) => {
+            forget(store, &held).await;
+            Err(err)
+        }
+    }
+}
+
+/// How a held attempt that got no account lets go of its key.
+enum Ending {
+    /// An account may exist: keep the record (and its `verify` mark).
+    Release(OnboardError),
+    /// Nothing was created: delete the record, so a retry simply creates.
+    Forget(OnboardError),
+}
+
+/// What the holder of a key does: verify if an earlier attempt may have
+/// created the account, else create; a second create only after another
+/// key's verification took the first one's account.
+async fn run(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    held: &mut Record,
+    name: &AccountName,
+) -> Result<Onboarded, Ending> {
+    if held.verify {
+        if let Some(found) = verify(store, chime, held, name)
+            .await
+            .map_err(Ending::Release)?
+        {
+            return Ok(Onboarded::Adopted(found));
+        }
+    }
+    for _ in 0..2 {
+        if let Some(onboarded) = create_and_claim(store, chime, held, name).await? {
+            return Ok(onboarded);
+        }
+    }
+    Err(Ending::Release(OnboardError::IdempotencyInProgress))
+}
+
+/// What acquiring a key gave.
+enum Acquired {
+    /// The request was completed before: its account.
+    Done(Account),
+    /// This attempt now holds the key.
+    Held(Record),
+}
+
+/// Takes the key: a new record, or the record of a released or dead holder.
+async fn acquire(
+    store: &dyn IdempotencyStore,
+    key: &str,
+    name: &AccountName,
+    window: &Window,
+) -> Result<Acquired, OnboardError> {
+    let now = millis(window.now);
+    let fingerprint = fingerprint(name);
+    let fresh = |since: u64, verify: bool| Record {
+        key: key.to_owned(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint.clone(),
+        expiration: now / 1000 + window.ttl.as_secs(),
+        held_until: millis(window.hold_until).max(now + 1000),
+        holder: new_token(),
+        since,
+        verify,
+        account: None,
+    };
+    // What this call wrote or tried to: an SDK retry of a write that was saved
+    // fails its condition against the write itself, so the record found may be
+    // our own (holder tokens are 128-bit random; no one else has them).
+    let mut attempts: Vec<Record> = Vec::new();
+    // Three rounds at most: each lost race reads the record again.
+    for _ in 0..3 {
+        let record = fresh(now, false);
+        let found = match store.insert(&record).await.map_err(store_error)? {
+            Inserted::Yes => return Ok(Acquired::Held(record)),
+            Inserted::Exists(found) => found,
+        };
+        attempts.push(record);
+        if let Some(own) = attempts.iter().find(|a| a.holder == found.holder) {
+            return Ok(Acquired::Held(own.clone()));
+        }
+        let record = if found.expiration.saturating_mul(1000) <= now {
+            fresh(now, false)
+        } else {
+            if found.fingerprint != fingerprint {
+                return Err(OnboardError::IdempotencyKeyReused);
+            }
+            if let (RecordStatus::Completed, Some(account)) = (found.status, &found.account) {
+                return Ok(Acquired::Done(account.clone()));
+            }
+            if found.held_until > now {
+                return Err(OnboardError::IdempotencyInProgress);
+            }
+            // Released after an ambiguous outcome, or its holder died mid-call
+            // (never released): either may have created the account.
+            let verify =
+                found.verify || found.held_until != 0 || found.status == RecordStatus::Completed;
+            fresh(found.since, verify)
+        };
+        if store
+            .put(&record, &found.holder)
+            .await
+            .map_err(store_error)?
+            == Written::Yes
+        {
+            return Ok(Acquired::Held(record));
+        }
+        attempts.push(record);
+    }
+    Err(OnboardError::IdempotencyInProgress)
+}
+
+/// One create, and the claim on what it made. `None` when another key's
+/// verification claimed the new account first and none of this key's own
+/// could be found: the caller may create once more.
+async fn create_and_claim(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    held: &mut Record,
+    name: &AccountName,
+) -> Result<Option<Onboarded>, Ending> {
+    let err = match create_account(chime, name).await {
+        Ok(account) => return claim_created(store, chime, held, name, account).await,
+        Err(err) => err,
+    };
+    if err.may_have_created() {
+        // Chime may have committed: never re-send blind. Look once now.
+        held.verify = true;
+        tracing::warn!(code = err.code(), "ambiguous create outcome; verifying");
+        return match verify(store, chime, held, name).await {
+            Ok(Some(found)) => Ok(Some(Onboarded::Adopted(found))),
+            _ => Err(Ending::Release(err)),
+        };
+    }
+    Err(if held.verify {
+        // An earlier attempt may still have created it: keep the record.
+        Ending::Release(err)
+    } else {
+        Ending::Forget(err)
+    })
+}
+
+/// Claims the account this attempt created. If another key's verification
+/// claimed it first, this key does what a verifier does, looking back as far
+/// as the earlier of the two keys' starts (the other key's own stray, if its
+/// ambiguous create had committed).
+async fn claim_created(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    held: &mut Record,
+    name: &AccountName,
+    account: Account,
+) -> Result<Option<Onboarded>, Ending> {
+    match store.claim(&held.claim_on(&account)).await {
+        Ok(Written::Yes) => Ok(Some(Onboarded::Created(account))),
+        Err(err) => {
+            // The account exists and is ours; only its claim is missing.
+            tracing::error!(error = %err, account_id = %account.account_id, "could not claim the created account");
+            Ok(Some(Onboarded::Created(account)))
+        }
+        Ok(Written::Conflict) => {
+            tracing::warn!(account_id = %account.account_id, "another request's verification claimed the account just created; looking for that request's own account");
+            if let Ok(Some(other)) = store.get_claim(&account.account_id).await {
+                held.since = held.since.min(other.since);
+            }
+            held.verify = true;
+            verify(store, chime, held, name)
+                .await
+                .map(|found| found.map(Onboarded::Adopted))
+                .map_err(Ending::Release)
+        }
+    }
+}
+
+/// Verification: an account named `name`, created since the record's `since`
+/// (less [`CLOCK_SKEW`]) and not claimed by another key, claimed for this one.
+/// The oldest candidate first, so two verifiers rarely contend.
+async fn verify(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    held: &Record,
+    name: &AccountName,
+) -> Result<Option<Account>, OnboardError> {
+    let since = (held.since / 1000).saturating_sub(CLOCK_SKEW.as_secs()) as i64;
+    let mut candidates: Vec<(DateTime, Account)> = list_named(chime, name)
+        .await?
+        .into_iter()
+        .filter_map(|account| {
+            let created = account
+                .created_timestamp
+                .as_deref()
+                .and_then(|t| DateTime::from_str(t, Format::DateTime).ok())?;
+            (created.secs() >= since).then_some((created, account))
+        })
+        .collect();
+    candidates.sort_by_key(|(created, _)| (created.secs(), created.subsec_nanos()));
+    for (_, account) in candidates {
+        if store
+            .claim(&held.claim_on(&account))
+            .await
+            .map_err(store_error)?
+            == Written::Yes
+        {
+            tracing::info!(account_id = %account.account_id, "verification found the account an earlier attempt created");
+            return Ok(Some(account));
+        }
+    }
+    Ok(None)
+}
+
+/// Verification's `ListAccounts`, tried again on transient failures.
+async fn list_named(
+    chime: &dyn ChimeAccounts,
+    name: &AccountName,
+) -> Result<Vec<Account>, OnboardError> {
+    let mut attempt = 1;
+    loop {
+        match chime.accounts_named(name).await {
+            Ok(accounts) => return Ok(accounts),
+            Err(err) if err.class().is_transient() && attempt < VERIFY_ATTEMPTS => {
+                tracing::warn!(
+                    code = err.code(),
+                    attempt,
+                    "verification could not list accounts; trying again"
+                );
+                tokio::time::sleep(VERIFY_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Marks the record COMPLETED with the account.
+async fn finish(store: &dyn IdempotencyStore, held: &Record, account: &Account) {
+    // On a conflict the account is claimed by this key: whoever holds it now adopts it.
+    fenced(
+        store.put(&held.completed(account), &held.holder),
+        "completed",
+    )
+    .await;
+}
+
+/// Lets go of the key but keeps the record (and its `verify` mark).
+async fn release(store: &dyn IdempotencyStore, held: &Record) {
+    fenced(store.put(&held.released(), &held.holder), "released").await;
+}
+
+/// Deletes the record: nothing was created, a retry simply creates.
+async fn forget(store: &dyn IdempotencyStore, held: &Record) {
+    fenced(store.delete(&held.key, &held.holder), "released").await;
+}
+
+/// A write fenced on this attempt's holder token. A conflict means another
+/// attempt took the key over (this one's hold had passed): the write is
+/// dropped, as it must be, and logged; the caller's answer does not change.
+async fn fenced(write: impl Future<Output = Result<Written, StoreError>>, done: &str) {
+    match write.await {
+        Ok(Written::Yes) => {}
+        Ok(Written::Conflict) => {
+            tracing::warn!("the idempotency record was taken over before it could be {done}")
+        }
+        Err(err) => tracing::error!(error = %err, "the idempotency record could not be {done}"),
+    }
+}

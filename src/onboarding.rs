@@ -1,0 +1,90 @@
+//! The use case: create an account once for a key, before a deadline.
+//!
+//! Both adapters call [`Onboarding::create`] and nothing else to create an
+//! account; they never see the idempotency store or the Chime client. With a
+//! store, the create goes through the exactly-once flow ([`crate::idempotency`]);
+//! without one (DESIGN.md: at-least-once), a create is still never re-sent
+//! after an ambiguous outcome within the call ([`crate::onboard::create_account`]).
+//! Contract: DESIGN.md, "Exactly once".
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::deadline::Deadline;
+use crate::idempotency::{self, IdempotencyStore, Window};
+use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
+
+/// What a request is remembered by: the adapters build it, the use case renders it.
+pub use crate::idempotency::IdempotencyKey;
+
+/// Creating accounts: the Chime port, the optional store and their timings.
+#[derive(Clone)]
+pub struct Onboarding {
+    chime: Arc<dyn ChimeAccounts>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    /// `CHIME_TIMEOUT_MS`: one create's limit.
+    chime_timeout: Duration,
+    /// How long a record is remembered (`IDEMPOTENCY_TTL_SECONDS`).
+    ttl: Duration,
+}
+
+impl Onboarding {
+    pub fn new(
+        chime: Arc<dyn ChimeAccounts>,
+        store: Option<Arc<dyn IdempotencyStore>>,
+        chime_timeout: Duration,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            chime,
+            store,
+            chime_timeout,
+            ttl,
+        }
+    }
+
+    /// Whether requests are remembered by key (an idempotency table is configured).
+    pub fn remembers_keys(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Creates the account for `name`, at most once per `key` when a store is
+    /// configured. A request without a key gets one of its own
+    /// ([`IdempotencyKey::Auto`]), so its account is claimed like every other
+    /// and no other request's verification adopts it.
+    pub async fn create(
+        &self,
+        key: Option<IdempotencyKey>,
+        name: &AccountName,
+        deadline: Deadline,
+    ) -> Result<Onboarded, OnboardError> {
+        let Some(store) = &self.store else {
+            return onboard::create_account(self.chime.as_ref(), name)
+                .await
+                .map(Onboarded::Created);
+        };
+        let key = key.unwrap_or_else(IdempotencyKey::auto);
+        idempotency::create_once(
+            store.as_ref(),
+            self.chime.as_ref(),
+            &key.render(),
+            name,
+            self.window(deadline),
+        )
+        .await
+    }
+
+    /// The key is held until the invocation's deadline; without a usable one
+    /// (local runs), for two Chime timeouts.
+    fn window(&self, deadline: Deadline) -> Window {
+        let now = SystemTime::now();
+        Window {
+            now,
+            hold_until: deadline
+                .instant()
+                .filter(|at| *at > now)
+                .unwrap_or(now + self.chime_timeout * 2),
+            ttl: self.ttl,
+        }
+    }
+}

@@ -8,7 +8,8 @@
 //!
 //! - [`event`] classifies a payload; [`app`] holds the state built once at
 //!   init and the invocation handler that dispatches to the adapters;
-//! - [`http`] and [`sqs`] are the adapters: they own the wire formats;
+//! - [`http`] and [`sqs`] are the adapters: they own the wire formats; the SQS
+//!   request and reply documents are [`wire`]'s, shared with onboard-bulk;
 //! - [`onboard`] is the domain (the name rule, the create flow, error kinds)
 //!   and knows nothing of HTTP or SQS;
 //! - [`chime`], [`reply`] and [`idempotency`] are the ports: small traits with
@@ -36,6 +37,7 @@ pub mod sqs;
 pub mod tls;
 pub mod warm;
 pub mod web;
+pub mod wire;
 
 #[cfg(test)]
 mod fakes;

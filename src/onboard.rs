@@ -98,16 +98,18 @@ impl RequestDocument {
         let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
             reason: e.to_string(),
         })?;
-        let Value::Object(mut members) = value else {
+        if !value.is_object() {
             return Err(OnboardError::BodyNotObject);
-        };
-        let request_id = match members.remove("RequestId") {
-            None | Some(Value::Null) => None,
+        }
+        let document: crate::wire::Request<Value> =
+            serde_json::from_value(value).map_err(|_| OnboardError::BodyNotObject)?;
+        let request_id = match document.request_id {
+            None => None,
             Some(Value::String(id)) => Some(validate_request_id(id)?),
             Some(_) => return Err(OnboardError::RequestIdInvalid),
         };
         Ok(Self {
-            name: members.remove("Name"),
+            name: document.name,
             request_id,
         })
     }

@@ -1,71 +1,17 @@
 //! The reply port: the reply message of the SQS contract, the trait that sends
 //! it, and its `aws-sdk-sqs` implementation.
 //!
-//! This file owns the reply wire format (DESIGN.md, "SQS contract"): body,
-//! message attributes `Status` and `CorrelationId`, and the FIFO group and
+//! The reply document and the attribute names are `wire.rs`'s; this file owns
+//! how a reply is put on a queue (DESIGN.md, "SQS contract"): its message
+//! attributes `Status` and `CorrelationId`, and the FIFO group and
 //! deduplication ids.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use serde::Serialize;
 
-use crate::onboard::{Account, OnboardError};
-
-/// What happened to one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Status {
-    /// The account exists.
-    Created,
-    /// The request can never succeed as sent; it was not retried.
-    Rejected,
-    /// The request kept failing transiently and was given up (it goes on to the DLQ).
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "Created",
-            Self::Rejected => "Rejected",
-            Self::Failed => "Failed",
-        }
-    }
-}
-
-/// The `Error` member of a reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReplyError {
-    #[serde(rename = "Code")]
-    pub code: String,
-    #[serde(rename = "Message")]
-    pub message: String,
-}
-
-impl From<&OnboardError> for ReplyError {
-    fn from(err: &OnboardError) -> Self {
-        Self {
-            code: err.code().to_owned(),
-            message: err.to_string(),
-        }
-    }
-}
-
-/// The reply message body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Reply {
-    pub request_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<String>,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<Account>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ReplyError>,
-    pub source_message_id: String,
-}
+/// The message this port sends: the wire's reply document.
+pub use crate::wire::Reply;
+use crate::wire::{self, sha256_hex};
 
 /// Where a reply goes and, for a FIFO queue, in which group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,9 +81,11 @@ pub fn deduplication_id(reply: &Reply) -> String {
     if id.len() <= MAX_DEDUPLICATION_ID {
         return id;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, reply.request_id.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}:{}", reply.status.as_str())
+    format!(
+        "{}:{}",
+        sha256_hex(reply.request_id.as_bytes()),
+        reply.status.as_str()
+    )
 }
 
 fn string_attribute(value: &str) -> Option<MessageAttributeValue> {
@@ -162,8 +110,8 @@ impl ReplySender for aws_sdk_sqs::Client {
             .message_body(body)
             .set_message_attributes(Some(
                 [
-                    ("Status", Some(reply.status.as_str())),
-                    ("CorrelationId", reply.correlation_id.as_deref()),
+                    (wire::STATUS, Some(reply.status.as_str())),
+                    (wire::CORRELATION_ID, reply.correlation_id.as_deref()),
                 ]
                 .into_iter()
                 .filter_map(|(name, value)| Some((name.to_owned(), string_attribute(value?)?)))
@@ -184,6 +132,7 @@ impl ReplySender for aws_sdk_sqs::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Status;
 
     #[test]
     fn fifo_deduplication_ids_tell_statuses_apart_and_fit_sqs() {
@@ -203,28 +152,5 @@ mod tests {
         let long = deduplication_id(&reply);
         assert_eq!(long.len(), 64 + ":Created".len());
         assert!(long.ends_with(":Created"));
-    }
-
-    #[test]
-    fn reply_body_uses_the_contract_names_and_omits_absent_members() {
-        let reply = Reply {
-            request_id: "r-1".into(),
-            correlation_id: None,
-            status: Status::Rejected,
-            account_id: None,
-            account: None,
-            error: Some(ReplyError::from(&OnboardError::NameEmpty)),
-            source_message_id: "m-1".into(),
-        };
-        let json = serde_json::to_value(&reply).unwrap_or_default();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "RequestId": "r-1",
-                "Status": "Rejected",
-                "Error": {"Code": "NameEmpty", "Message": "\"Name\" is empty after trimming whitespace"},
-                "SourceMessageId": "m-1"
-            })
-        );
     }
 }

@@ -25,7 +25,8 @@ use crate::deadline::Deadline;
 use crate::metrics::{self, Counted};
 use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
 use crate::onboarding::{IdempotencyKey, Onboarding};
-use crate::reply::{Destination, Reply, ReplyError, ReplySender, Status};
+use crate::reply::{Destination, ReplySender};
+use crate::wire::{self, Reply, ReplyError, Status};
 
 /// An SQS batch that cannot be processed at all: Lambda returns it whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,8 +133,8 @@ impl<'a> Envelope<'a> {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
             group: message.attributes.get("MessageGroupId").map(String::as_str),
-            reply_to: attribute("ReplyTo"),
-            correlation_id: attribute("CorrelationId"),
+            reply_to: attribute(wire::REPLY_TO),
+            correlation_id: attribute(wire::CORRELATION_ID),
         })
     }
 }

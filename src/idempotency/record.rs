@@ -98,7 +98,7 @@ pub fn millis(t: SystemTime) -> u64 {
 
 /// SHA-256 of the validated name, hex: the record never stores the name itself.
 pub fn fingerprint(name: &AccountName) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, name.as_str().as_bytes()).as_ref())
+    crate::wire::sha256_hex(name.as_str().as_bytes())
 }
 
 /// A fresh fence token: 128 random bits, hex.

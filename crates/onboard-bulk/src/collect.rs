@@ -1,8 +1,8 @@
 //! Collecting replies: which messages on the reply queue belong to this run, what a reply
 //! does to its row, and the long-poll loop.
 //!
-//! The reply format is the function's (`chime_onboard::reply`, DESIGN.md "SQS contract");
-//! this module only reads it, and its tests read replies the library itself serialises.
+//! The reply format is the function's own type (`chime_onboard::wire::Reply`, DESIGN.md
+//! "SQS contract"); this module only reads it.
 //!
 //! Rules:
 //! - a message is this run's when its `CorrelationId` attribute (or, without one, the
@@ -18,47 +18,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chime_onboard::reply::Status;
-use serde::Deserialize;
+use chime_onboard::wire::{Reply, Status};
 use tokio::sync::watch;
 
 use crate::queue::{Incoming, QueueError, ReplyQueue};
 use crate::state::{Row, RowStatus, RunState};
 
-/// The members of a reply this CLI reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Reply {
-    pub request_id: String,
-    #[serde(default)]
-    pub correlation_id: Option<String>,
-    pub status: String,
-    #[serde(default)]
-    pub account_id: Option<String>,
-    #[serde(default)]
-    pub error: Option<ReplyError>,
-}
-
-/// The `Error` member of a reply.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ReplyError {
-    #[serde(rename = "Code")]
-    pub code: String,
-    #[serde(rename = "Message", default)]
-    pub message: String,
-}
-
-impl Reply {
-    /// The row status this reply stands for, if its `Status` is one of the contract's.
-    pub fn row_status(&self) -> Option<RowStatus> {
-        [
-            (Status::Created, RowStatus::Created),
-            (Status::Rejected, RowStatus::Rejected),
-            (Status::Failed, RowStatus::Failed),
-        ]
-        .into_iter()
-        .find(|(wire, _)| wire.as_str() == self.status)
-        .map(|(_, status)| status)
+/// The row status a reply's `Status` stands for.
+pub fn row_status(status: Status) -> RowStatus {
+    match status {
+        Status::Created => RowStatus::Created,
+        Status::Rejected => RowStatus::Rejected,
+        Status::Failed => RowStatus::Failed,
     }
 }
 
@@ -66,7 +37,7 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
     /// A reply of this run.
-    Ours(Reply),
+    Ours(Box<Reply>),
     /// Someone else's message: release it.
     Foreign,
     /// Marked as this run's but unreadable: dropped with a warning.
@@ -85,7 +56,7 @@ pub fn classify(message: &Incoming, run_id: &str) -> Classified {
             let ours =
                 message.correlation_id.is_some() || reply.correlation_id.as_deref() == Some(run_id);
             if ours {
-                Classified::Ours(reply)
+                Classified::Ours(Box::new(reply))
             } else {
                 Classified::Foreign
             }
@@ -104,15 +75,11 @@ pub enum Applied {
     Duplicate,
     /// A second `Created` with another AccountId: the first is kept, and this is reported.
     Conflict,
-    /// Not a status of the contract; ignored.
-    Unknown,
 }
 
 /// Applies `reply` to `row` under the rules in the module docs.
 pub fn apply(row: &mut Row, reply: &Reply) -> Applied {
-    let Some(status) = reply.row_status() else {
-        return Applied::Unknown;
-    };
+    let status = row_status(reply.status);
     if status.rank() > row.status.rank() {
         row.status = status;
         row.account_id = reply.account_id.clone();
@@ -226,7 +193,7 @@ impl Tracker {
                         }
                         Some(Applied::Duplicate) => self.stats.duplicates += 1,
                         Some(Applied::Conflict) => self.stats.conflicts += 1,
-                        Some(Applied::Unknown) | None => self.stats.unreadable += 1,
+                        None => self.stats.unreadable += 1,
                     }
                     self.deletes.push(message.receipt_handle);
                 }
@@ -323,19 +290,19 @@ pub async fn receive_loop(
 #[cfg(test)]
 pub(crate) mod tests {
     use async_trait::async_trait;
-    use chime_onboard::reply::{Reply as WireReply, ReplyError as WireError};
+    use chime_onboard::wire::ReplyError;
 
     use super::*;
     use crate::state::tests::{row, state};
 
     fn wire(request_id: &str, correlation: Option<&str>, status: Status) -> String {
-        let reply = WireReply {
+        let reply = Reply {
             request_id: request_id.into(),
             correlation_id: correlation.map(Into::into),
             status,
             account_id: (status == Status::Created).then(|| format!("acct-{request_id}")),
             account: None,
-            error: (status != Status::Created).then(|| WireError {
+            error: (status != Status::Created).then(|| ReplyError {
                 code: "NameEmpty".into(),
                 message: "\"Name\" is empty".into(),
             }),
@@ -361,7 +328,7 @@ pub(crate) mod tests {
         );
         match classify(&ours, "run-1") {
             Classified::Ours(reply) => {
-                assert_eq!(reply.row_status(), Some(RowStatus::Created));
+                assert_eq!(row_status(reply.status), RowStatus::Created);
                 assert_eq!(reply.account_id.as_deref(), Some("acct-bulk-2"));
             }
             other => panic!("{other:?}"),
@@ -428,9 +395,6 @@ pub(crate) mod tests {
             Applied::Conflict
         );
         assert_eq!(r.account_id.as_deref(), Some("a-1"));
-        let mut odd = reply(Status::Created, None);
-        odd.status = "Maybe".into();
-        assert_eq!(apply(&mut r, &odd), Applied::Unknown);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! exactly as written; validating it is the library's job (`AccountName`). A UTF-8 byte
 //! order mark is skipped; a file that is not UTF-8 is refused as a whole, with the line.
 
-use sha2::{Digest, Sha256};
+use chime_onboard::wire::sha256_hex;
 
 /// How to read the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -31,8 +31,8 @@ pub struct InputRow {
 /// The file, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
-    /// SHA-256 of the file's bytes; the `RequestId`s derive from it.
-    pub sha256: [u8; 32],
+    /// SHA-256 of the file's bytes (hex); the `RequestId`s derive from it.
+    pub sha256: String,
     /// How the file was read in the end (never `Auto`).
     pub format: Format,
     pub rows: Vec<InputRow>,
@@ -55,7 +55,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads `content` as `format`, with `name_column` as the CSV header of the names.
 pub fn parse(content: &[u8], format: Format, name_column: &str) -> Result<Input, InputError> {
-    let sha256: [u8; 32] = Sha256::digest(content).into();
+    let sha256 = sha256_hex(content);
     let body = content.strip_prefix(BOM).unwrap_or(content);
     let format = match format {
         Format::Auto if header_has(body, name_column) => Format::Csv,

@@ -13,8 +13,8 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use chime_onboard::tls;
 
-use crate::request::{CORRELATION_ID, REPLY_TO};
 use crate::state::AwsSettings;
+use chime_onboard::wire::{CORRELATION_ID, REPLY_TO};
 
 /// One message to send: `id` is unique within its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

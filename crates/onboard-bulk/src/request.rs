@@ -7,51 +7,34 @@
 //! account. It is `bulk-` and 32 hex digits: inside the contract's 1..=128 printable ASCII.
 
 use chime_onboard::onboard::AccountName;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use chime_onboard::wire::{sha256_hex, Request};
 
-/// Message attribute naming the queue the reply goes to.
-pub const REPLY_TO: &str = "ReplyTo";
-/// Message attribute carrying the run id, echoed on the reply.
-pub const CORRELATION_ID: &str = "CorrelationId";
-
-/// The `RequestId` of row `row` of a file whose SHA-256 is `file_sha256`.
-pub fn request_id(file_sha256: &[u8; 32], row: u64) -> String {
-    let mut hash = Sha256::new();
-    hash.update(file_sha256);
-    hash.update(row.to_be_bytes());
-    let digest = hex::encode(hash.finalize());
+/// The `RequestId` of row `row` of a file whose SHA-256 (hex) is `file_sha256`.
+pub fn request_id(file_sha256: &str, row: u64) -> String {
+    let digest = sha256_hex(format!("{file_sha256}\n{row}").as_bytes());
     format!("bulk-{}", &digest[..32])
 }
 
 /// A run id, used as the `CorrelationId` of every message of the run: unique per run
 /// (time and process), with the file's digest in front for people reading a queue.
-pub fn run_id(file_sha256: &[u8; 32]) -> String {
+pub fn run_id(file_sha256: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
         "run-{}-{nanos:x}-{}",
-        hex::encode(&file_sha256[..4]),
+        file_sha256.get(..8).unwrap_or(file_sha256),
         std::process::id()
     )
-}
-
-#[derive(Serialize)]
-struct RequestDocument<'a> {
-    #[serde(rename = "Name")]
-    name: &'a str,
-    #[serde(rename = "RequestId")]
-    request_id: &'a str,
 }
 
 /// The request message body: `{"Name": ..., "RequestId": ...}` with the validated name.
 pub fn message_body(name: &AccountName, request_id: &str) -> String {
     // Serialising two strings cannot fail; the fallback keeps this total anyway.
-    serde_json::to_string(&RequestDocument {
-        name: name.as_str(),
-        request_id,
+    serde_json::to_string(&Request {
+        name: Some(name.as_str()),
+        request_id: Some(request_id),
     })
     .unwrap_or_default()
 }
@@ -63,8 +46,8 @@ mod tests {
 
     #[test]
     fn request_ids_depend_on_content_and_row_and_fit_the_contract() {
-        let a = [1u8; 32];
-        let b = [2u8; 32];
+        let a = "01".repeat(32);
+        let b = "02".repeat(32);
         assert_eq!(request_id(&a, 2), request_id(&a, 2));
         assert_ne!(request_id(&a, 2), request_id(&a, 3));
         assert_ne!(request_id(&a, 2), request_id(&b, 2));
@@ -75,7 +58,7 @@ mod tests {
     #[test]
     fn the_body_is_what_the_function_parses() {
         let name = AccountName::parse("  Zürich \"Ops\"  ").unwrap();
-        let id = request_id(&[7; 32], 9);
+        let id = request_id(&"07".repeat(32), 9);
         let body = message_body(&name, &id);
         // The function's own parser reads it back: same name, same id, valid RequestId.
         let parsed = OnboardRequest::from_json(body.as_bytes()).unwrap();
@@ -85,7 +68,7 @@ mod tests {
 
     #[test]
     fn run_ids_differ_between_runs_of_one_file() {
-        let sha = [3u8; 32];
+        let sha = "03".repeat(32);
         let first = run_id(&sha);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert_ne!(first, run_id(&sha));

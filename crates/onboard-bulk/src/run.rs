@@ -145,7 +145,7 @@ async fn submit(args: SubmitArgs) -> Result<Exit, Refusal> {
         version: VERSION,
         run_id: run_id(&input.sha256),
         file,
-        file_sha256: hex::encode(input.sha256),
+        file_sha256: input.sha256.clone(),
         queue_url: args.queue,
         reply_queue_url: args.reply_queue,
         report,
@@ -451,7 +451,7 @@ mod tests {
     use std::sync::Mutex as StdMutex;
 
     use async_trait::async_trait;
-    use chime_onboard::reply::{Reply as WireReply, Status};
+    use chime_onboard::wire::{Reply as WireReply, Status};
 
     use super::*;
     use crate::queue::{FailedEntry, Incoming, Outgoing, QueueError};
@@ -549,7 +549,7 @@ mod tests {
             version: VERSION,
             run_id: "run-1".into(),
             file: dir.join("names.txt"),
-            file_sha256: hex::encode(input.sha256),
+            file_sha256: input.sha256.clone(),
             queue_url: "q".into(),
             reply_queue_url: "r".into(),
             report: dir.join("names.report.csv"),

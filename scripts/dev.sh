@@ -15,7 +15,7 @@ OIDC_PORT=${OIDC_PORT:-9400}
 DEV_AUTH=${DEV_AUTH:-on}
 VENV=${VENV:-.venv}
 E2E_VENV=${E2E_VENV:-.venv-e2e}
-CARGO_LAMBDA=${CARGO_LAMBDA:-.venv-deploy/bin/cargo-lambda}
+CARGO_LAMBDA=${CARGO_LAMBDA:-$VENV/bin/cargo-lambda}
 mkdir -p .dev
 
 pids=()

@@ -1,136 +1,40 @@
 //! Test harness: chime-local in-process per test, one moto_server (SQS,
 //! DynamoDB) per test binary, and an `App` wired to both over real HTTP.
+//! What the crates' tests share too (moto, clients, queues, the table) is `test_support`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use chime_onboard::auth::KeySource;
 use chime_onboard::{handle, App, Config};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
 // JWT signing keys and token builders (shared with src/auth.rs's unit tests).
 pub mod jwt;
 
-pub const REGION: &str = "us-east-1";
+use test_support::{chime_config, dynamodb_config, sqs_config};
+pub use test_support::{create_table, dynamodb_client, moto_url, sqs_client, unique};
 
-/// The test binary's moto_server (lambda-local starts one per process).
-pub fn moto_url() -> &'static str {
-    lambda_local::moto::shared_url(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.venv/bin/moto_server"
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The function's own HTTPS client (it speaks plain HTTP to the emulators too).
-fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    chime_onboard::tls::http_client(chime_onboard::tls::Roots::Amazon).expect("http client")
-}
-
-fn credentials() -> aws_sdk_sqs::config::Credentials {
-    aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests")
-}
-
-/// Test retries: the SDK's standard mode, with backoffs short enough for tests.
-fn retry() -> RetryConfig {
-    RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(5))
-}
-
-fn sqs_config() -> aws_sdk_sqs::config::Builder {
-    aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client())
-        .endpoint_url(moto_url())
-}
-
-fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
-    aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client())
-        .endpoint_url(moto_url())
-}
-
-pub fn sqs_client() -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::from_conf(sqs_config().build())
-}
-
-pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build())
-}
-
+/// Test retries for Chime: the SDK's standard mode, with backoffs short enough for tests.
 fn chime_builder(url: &str) -> aws_sdk_chime::config::Builder {
-    aws_sdk_chime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client())
-        .retry_config(retry())
-        .endpoint_url(url)
+    chime_config(url).retry_config(
+        RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(5)),
+    )
 }
 
-/// A name unique to this process and call, for queues and tables.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
-}
-
+/// A reply queue of a unique name (`.fifo` when `fifo`); returns its URL.
 pub async fn create_queue(sqs: &aws_sdk_sqs::Client, fifo: bool) -> String {
     let mut name = unique("replies");
-    let mut request = sqs.create_queue();
+    let mut attributes = Vec::new();
     if fifo {
         name.push_str(".fifo");
-        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+        attributes.push((QueueAttributeName::FifoQueue, "true".to_owned()));
     }
-    request
-        .queue_name(name)
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url")
-}
-
-pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let name = unique("idempotency");
-    dynamodb
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    name
+    test_support::create_queue(sqs, &name, &attributes).await
 }
 
 /// One test's world: its own chime-local, reply queue and (optionally) table.
@@ -194,12 +98,7 @@ impl World {
 
     /// Invokes the handler with `left` before the invocation's deadline.
     pub async fn invoke_with_time_left(&self, payload: Value, left: Duration) -> Value {
-        let mut context = Context::default();
-        context.request_id = unique("req");
-        context.deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| (d + left).as_millis() as u64)
-            .unwrap_or(0);
+        let context = test_support::context(left);
         let output = handle(&self.app, LambdaEvent::new(payload, context))
             .await
             .expect("the handler answers every supported event");

@@ -29,6 +29,7 @@
 //! [`spawn`] serves on the current tokio runtime and returns a [`Handle`]; [`router`] returns
 //! the `axum::Router` for `oneshot` tests; the `chime-local` binary wraps `spawn` with flags.
 
+mod conn;
 mod error;
 mod faults;
 pub mod model;
@@ -37,10 +38,11 @@ mod server;
 pub mod sigv4;
 mod state;
 
+pub use conn::ConnCtl;
 pub use error::{ApiError, ErrorKind, HEADER_ERROR_TYPE};
 pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_WITHHOLD_MS};
 pub use model::{Account, SigninDelegateGroup};
 pub use routes::{router, HEADER_REQUEST_ID};
-pub use server::{spawn, ConnCtl, Handle};
+pub use server::{spawn, Handle};
 pub use sigv4::Credentials;
 pub use state::{Config, Emulator, Stats};

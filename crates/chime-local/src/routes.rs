@@ -2,10 +2,10 @@
 //! endpoints, and the request pipeline every account-API call takes
 //! (body, SigV4, before-operation faults, operation, after-commit faults, stats).
 
+use crate::conn::{BrokenBody, ConnCtl};
 use crate::error::{ApiError, ErrorKind};
 use crate::faults::{AfterCommit, Faults};
 use crate::model::{self, Account};
-use crate::server::ConnCtl;
 use crate::sigv4;
 use crate::state::Emulator;
 use axum::body::{Body, Bytes};
@@ -195,7 +195,7 @@ async fn lose_answer(
                     ctl.close();
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
-                None => Response::new(Body::new(crate::server::BrokenBody)),
+                None => Response::new(Body::new(BrokenBody)),
             }
         }
     }
@@ -224,7 +224,7 @@ fn reset(ctl: Option<&Arc<ConnCtl>>) -> Response {
             ctl.reset();
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-        None => Response::new(Body::new(crate::server::BrokenBody)),
+        None => Response::new(Body::new(BrokenBody)),
     }
 }
 

@@ -1,111 +1,25 @@
 //! The whole path for the end-to-end tests, on loopback: moto_server (SQS and DynamoDB,
 //! one per test binary), chime-local with a token-bucket rate limit (in process, one per
 //! test), and a local event source mapping that hands request-queue batches to the
-//! function's own `handle` in process, deleting what it did not report failed.
+//! function's own `handle` in process, deleting what it did not report failed. Clients,
+//! queues and the table come from `test_support`, shared with the function's tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use chime_onboard::{handle, App, Config};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 
-pub const REGION: &str = "us-east-1";
+use test_support::{chime_config, create_queue, create_table, queue_arn, sqs_config};
+pub use test_support::{moto_url, unique, REGION};
+
 /// Must match the function's MAX_RECEIVE_COUNT: throttled messages come back this often.
 const MAX_RECEIVE_COUNT: u32 = 50;
-
-/// The test binary's moto_server (lambda-local starts one per process).
-pub fn moto_url() -> &'static str {
-    lambda_local::moto::shared_url(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../.venv/bin/moto_server"
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub fn unique(prefix: &str) -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-macro_rules! http_client {
-    () => {
-        chime_onboard::tls::http_client(chime_onboard::tls::Roots::Amazon).expect("http client")
-    };
-}
-
-fn credentials() -> aws_sdk_sqs::config::Credentials {
-    aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests")
-}
-
-fn sqs_config() -> aws_sdk_sqs::config::Builder {
-    aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client!())
-        .endpoint_url(moto_url())
-}
-
-fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
-    aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client!())
-        .endpoint_url(moto_url())
-}
-
-fn chime_config(url: &str) -> aws_sdk_chime::config::Builder {
-    aws_sdk_chime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(credentials())
-        .http_client(http_client!())
-        .endpoint_url(url)
-}
-
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let name = unique("idempotency");
-    dynamodb
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    name
-}
 
 /// One test's world.
 pub struct World {
@@ -129,18 +43,9 @@ impl World {
         })
         .await
         .expect("spawn chime-local");
-        let sqs = aws_sdk_sqs::Client::from_conf(sqs_config().build());
+        let sqs = test_support::sqs_client();
         let dlq = create_queue(&sqs, &unique("requests-dlq"), &[]).await;
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("dlq arn")
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("arn");
+        let dlq_arn = queue_arn(&sqs, &dlq).await;
         let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT.to_string()});
         let request_queue = create_queue(
             &sqs,
@@ -152,10 +57,7 @@ impl World {
         )
         .await;
         let reply_queue = create_queue(&sqs, &unique("replies"), &[]).await;
-        let table = create_table(&aws_sdk_dynamodb::Client::from_conf(
-            dynamodb_config().build(),
-        ))
-        .await;
+        let table = create_table(&test_support::dynamodb_client()).await;
         let config = Config {
             reply_queue_url: Some(reply_queue.clone()),
             allowed_reply_queues: vec![reply_queue.clone()],
@@ -167,18 +69,9 @@ impl World {
             config,
             chime_config(&chime.url()),
             sqs_config(),
-            Some(dynamodb_config()),
+            Some(test_support::dynamodb_config()),
         ));
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&request_queue)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue arn")
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("arn");
+        let arn = queue_arn(&sqs, &request_queue).await;
         let stop = Arc::new(AtomicBool::new(false));
         // The handler's future is not `Send`-general enough for `tokio::spawn`: the pollers
         // run together on a thread of their own, as one execution environment each.
@@ -271,23 +164,6 @@ impl Drop for World {
     }
 }
 
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> String {
-    let mut request = sqs.create_queue().queue_name(name);
-    for (k, v) in attributes {
-        request = request.attributes(k.clone(), v);
-    }
-    request
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url")
-}
-
 /// One poller of the local event source mapping: receive up to ten, invoke the
 /// function with the SQS event Lambda would build, delete all but the reported failures.
 async fn poll(
@@ -347,12 +223,7 @@ async fn poll(
                 })
             })
             .collect();
-        let mut context = Context::default();
-        context.request_id = unique("invoke");
-        context.deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64 + 30_000)
-            .unwrap_or(0);
+        let context = test_support::context(Duration::from_secs(30));
         let output = handle(&app, LambdaEvent::new(json!({"Records": records}), context)).await;
         let failed: Vec<String> = match output.map(serde_json::to_value) {
             Ok(Ok(value)) => value["batchItemFailures"]

@@ -190,13 +190,16 @@ def make_handler(runtime: Runtime, gateway: Gateway, front_port: int):
             return self.rfile.read(length) if length else b""
 
         def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller left (the function stopping while it polls)
 
         # ---------------------------------------------------- the Runtime API
         def _runtime(self) -> bool:

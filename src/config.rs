@@ -70,6 +70,9 @@ pub struct SignIn {
     pub scopes: String,
     /// `WEB_SIGNIN_TOKEN`: which token the page sends as its bearer.
     pub bearer: BearerToken,
+    /// `WEB_SIGNIN_LOGOUT_URL` (optional): where "Sign out" ends the session
+    /// at the issuer (its `end_session_endpoint`, or Cognito's `/logout`).
+    pub logout_url: Option<String>,
 }
 
 /// Which token of the token response the page sends.
@@ -330,6 +333,10 @@ fn sign_in(get: &impl Fn(&str) -> Option<String>) -> Result<Option<SignIn>, Conf
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|| "openid".to_owned()),
         bearer,
+        logout_url: get("WEB_SIGNIN_LOGOUT_URL")
+            .map(|v| v.trim().to_owned())
+            .map(|v| fetchable_url("WEB_SIGNIN_LOGOUT_URL", &v).map(|_| v))
+            .transpose()?,
     }))
 }
 
@@ -464,6 +471,13 @@ mod tests {
         ];
         let sign_in = from(&all).ok().and_then(|c| c.sign_in);
         assert_eq!(sign_in.as_ref().map(|s| s.scopes.as_str()), Some("openid"));
+        assert_eq!(sign_in.as_ref().and_then(|s| s.logout_url.clone()), None);
+        let mut logout = all.to_vec();
+        logout.push(("WEB_SIGNIN_LOGOUT_URL", "http://auth.example/logout"));
+        assert_eq!(
+            from(&logout).err().map(|e| e.variable),
+            Some("WEB_SIGNIN_LOGOUT_URL")
+        );
         assert_eq!(sign_in.map(|s| s.bearer), Some(BearerToken::Access));
         let err = from(&all[..2]).err().map(|e| e.variable);
         assert_eq!(err, Some("WEB_SIGNIN_CLIENT_ID"));

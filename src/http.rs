@@ -338,7 +338,7 @@ impl HttpAdapter {
         });
         if html {
             let account_id = &onboarded.account().account_id;
-            let mut response = self.page().created(account_id);
+            let mut response = self.page().created(account_id, &onboarded.account().name);
             if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{account_id}")) {
                 response.headers_mut().insert(header::LOCATION, location);
             }

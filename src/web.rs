@@ -3,11 +3,13 @@
 //! no third-party origin), the Content-Security-Policy, and the HTML answers
 //! of `POST /accounts` for a browser posting the form without scripts.
 //!
-//! The page learns how to sign in from the function's configuration
+//! The page learns how to sign in and out from the function's configuration
 //! (`WEB_SIGNIN_*`, put into a `data-signin` attribute). With scripts it posts
-//! JSON itself; this module only renders what a script-less browser sees. It
-//! knows nothing of Chime or of the name rule: the words it shows are chosen by
-//! the problem `code` the adapter produced.
+//! JSON itself; this module only renders what a script-less browser sees: the
+//! form (without sign-in), or, where sign-in is required, a `<noscript>`
+//! explanation and no form that could not work. It knows nothing of Chime or
+//! of the name rule: the words it shows are chosen by the problem `code` the
+//! adapter produced.
 
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
@@ -45,6 +47,10 @@ impl Page {
                     "clientId": s.client_id,
                     "scope": s.scopes,
                     "bearer": s.bearer.field(),
+                    "logout": s.logout_url.as_deref().map(|url| serde_json::json!({
+                        "url": url,
+                        "style": logout_style(url),
+                    })),
                 })
                 .to_string()
             })
@@ -108,15 +114,18 @@ impl Page {
         response
     }
 
-    /// The answer to a created account.
-    pub fn created(&self, account_id: &str) -> Response<Body> {
+    /// The answer to a created account: its name and id.
+    pub fn created(&self, account_id: &str, name: &str) -> Response<Body> {
         let body = result_page(
             "Account created",
             &format!(
                 "<div class=\"panel\"><h2 class=\"panel__title\">Account created</h2>\
+                 <p class=\"panel__body\">Account name</p>\
+                 <p class=\"panel__name\">{}</p>\
                  <p class=\"panel__body\">Account ID</p>\
                  <p class=\"panel__id\"><code>{}</code></p></div>\
                  <p class=\"body\"><a class=\"link\" href=\"./\">Create another account</a></p>",
+                escape(name),
                 escape(account_id)
             ),
         );
@@ -230,11 +239,40 @@ pub fn words(code: &str, retry_after: Option<u32>) -> String {
         "AuthenticationRequired" => "Sign in to create an account.".to_owned(),
         "TokenExpired" => "Your sign-in has expired. Sign in again.".to_owned(),
         "TokenInvalid" => "Your sign-in was not accepted. Sign in again.".to_owned(),
+        "InsufficientScope" => NOT_ALLOWED.to_owned(),
         _ => format!("Something went wrong ({code}). {wait}"),
     }
 }
 
-/// The form, with `error` beside the name field when given.
+/// What a 403 (the function's `InsufficientScope`, or API Gateway's missing
+/// scope, which has no `code`) says; the page's script says the same.
+const NOT_ALLOWED: &str = "You are signed in, but you do not have permission to create \
+    accounts. Ask an administrator of this service to give you access, then sign out and \
+    sign in again.";
+
+/// Where sign-in is required, a browser without scripts is told so instead of
+/// being given a form that would post into a `401`.
+const NOSCRIPT: &str = "<noscript><div class=\"inset\" id=\"noscript\">\
+    <h2 class=\"heading-m\">Turn on JavaScript to sign in</h2>\
+    <p class=\"body\">You need to sign in to create an account, and signing in needs \
+    JavaScript. Turn on JavaScript in your browser's settings, then reload this page.</p>\
+    </div></noscript>\n";
+
+/// How the issuer's sign-out endpoint is called: Cognito's `/logout` (always
+/// at the root of the pool's domain, hosted or custom) takes `client_id` and
+/// `logout_uri`; any other URL is an OpenID Connect `end_session_endpoint`
+/// (`client_id`, `post_logout_redirect_uri`, `id_token_hint`).
+fn logout_style(url: &str) -> &'static str {
+    match url::Url::parse(url) {
+        Ok(u) if u.path() == "/logout" => "cognito",
+        _ => "oidc",
+    }
+}
+
+/// The form, with `error` beside the name field when given. With sign-in
+/// (`signin` not empty) the form starts hidden: the script shows it once
+/// someone has signed in, and a browser without scripts reads the
+/// `<noscript>` explanation instead.
 fn render(signin: &str, error: Option<&str>) -> String {
     let (title, summary, summary_hidden, group, hidden, describedby, invalid, text) = match error {
         Some(words) => (
@@ -258,9 +296,16 @@ fn render(signin: &str, error: Option<&str>) -> String {
             String::new(),
         ),
     };
+    let (noscript, form_hidden) = if signin.is_empty() {
+        ("", "")
+    } else {
+        (NOSCRIPT, " hidden")
+    };
     INDEX
         .replace("{{title}}", title)
         .replace("{{signin}}", &escape(signin))
+        .replace("{{noscript}}", noscript)
+        .replace("{{form-hidden}}", form_hidden)
         .replace("{{summary-hidden}}", summary_hidden)
         .replace("{{summary}}", &summary)
         .replace("{{group-class}}", group)
@@ -327,10 +372,12 @@ mod tests {
             client_id: "client\"<x>".to_owned(),
             scopes: "openid chime-onboard/accounts.create".to_owned(),
             bearer: BearerToken::Access,
+            logout_url: None,
         };
         let page = Page::new(Some(&sign_in));
         let html = text(&page.form());
         assert!(html.contains("&quot;clientId&quot;:&quot;client\\&quot;&lt;x&gt;&quot;"));
+        assert!(html.contains("&quot;logout&quot;:null"));
         assert!(!html.contains("{{"), "every placeholder is filled");
         assert!(page
             .csp()
@@ -339,6 +386,61 @@ mod tests {
         let page = Page::new(None);
         assert!(text(&page.form()).contains("data-signin=\"\""));
         assert!(page.csp().contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn the_logout_endpoint_reaches_the_page_with_the_way_to_call_it() {
+        let logout = |url: &str| {
+            let sign_in = SignIn {
+                authorize_url: "https://auth.example/oauth2/authorize".to_owned(),
+                token_url: "https://auth.example/oauth2/token".to_owned(),
+                client_id: "client".to_owned(),
+                scopes: "openid".to_owned(),
+                bearer: BearerToken::Access,
+                logout_url: Some(url.to_owned()),
+            };
+            text(&Page::new(Some(&sign_in)).form())
+        };
+        let cognito = logout("https://pool.auth.eu-west-1.amazoncognito.com/logout");
+        assert!(cognito.contains("&quot;style&quot;:&quot;cognito&quot;"));
+        assert!(cognito.contains(
+            "&quot;url&quot;:&quot;https://pool.auth.eu-west-1.amazoncognito.com/logout&quot;"
+        ));
+        let custom_domain = logout("https://login.example.com/logout");
+        assert!(custom_domain.contains("&quot;style&quot;:&quot;cognito&quot;"));
+        let oidc = logout("https://issuer.example/oauth2/end_session");
+        assert!(oidc.contains("&quot;style&quot;:&quot;oidc&quot;"));
+        let okta = logout("https://example.okta.com/oauth2/default/v1/logout");
+        assert!(okta.contains("&quot;style&quot;:&quot;oidc&quot;"));
+    }
+
+    #[test]
+    fn where_sign_in_is_required_a_browser_without_scripts_gets_no_form_it_cannot_use() {
+        let sign_in = SignIn {
+            authorize_url: "https://auth.example/oauth2/authorize".to_owned(),
+            token_url: "https://auth.example/oauth2/token".to_owned(),
+            client_id: "client".to_owned(),
+            scopes: "openid".to_owned(),
+            bearer: BearerToken::Access,
+            logout_url: None,
+        };
+        let html = text(&Page::new(Some(&sign_in)).form());
+        assert!(html.contains("<noscript>"));
+        assert!(html.contains("Turn on JavaScript to sign in"));
+        assert!(
+            html.contains("novalidate hidden>"),
+            "the form starts hidden"
+        );
+        // Without sign-in the form is there and posts without scripts.
+        let html = text(&Page::new(None).form());
+        assert!(!html.contains("<noscript>"));
+        assert!(html.contains("action=\"accounts\" novalidate>"));
+    }
+
+    #[test]
+    fn a_missing_scope_says_what_to_do() {
+        let html = text(&Page::new(None).refused(StatusCode::FORBIDDEN, "InsufficientScope", None));
+        assert!(html.contains("Ask an administrator of this service to give you access"));
     }
 
     #[test]
@@ -371,8 +473,9 @@ mod tests {
     }
 
     #[test]
-    fn the_account_id_is_escaped() {
-        let html = text(&Page::new(None).created("<id>"));
+    fn the_account_name_and_id_are_shown_escaped() {
+        let html = text(&Page::new(None).created("<id>", "Acme & <Co>"));
         assert!(html.contains("<code>&lt;id&gt;</code>"));
+        assert!(html.contains("<p class=\"panel__name\">Acme &amp; &lt;Co&gt;</p>"));
     }
 }

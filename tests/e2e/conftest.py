@@ -1,7 +1,9 @@
-"""Harness of the browser tests: chime-local, the local OpenID provider and two
-copies of the built function behind loopback Function-URL fronts (one with
-sign-in required, one without, for the no-script path), and Debian's Chromium
-driven by Playwright. Everything on 127.0.0.1; everything started is stopped.
+"""Harness of the browser tests: chime-local, the local OpenID provider and
+copies of the built function behind loopback Function-URL fronts (sign-in
+required with an OpenID Connect end-session sign-out; the same with a
+Cognito-style /logout; no sign-in, for the no-script path), and Debian's
+Chromium driven by Playwright. The first front also plays API Gateway answering
+on its own (`gateway`). Everything on 127.0.0.1; everything started is stopped.
 
 Inputs (the Makefile sets them): E2E_FUNCTION_BIN, E2E_CHIME_LOCAL_BIN,
 E2E_OUT (screenshots and logs), E2E_CHROMIUM (default /usr/bin/chromium).
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -65,17 +68,22 @@ class Process:
         self.log.close()
 
 
+def call(url: str, method: str = "GET", body: dict | None = None):
+    """A JSON request to one of the harness's own servers; the decoded answer, if any."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
 class ChimeLocal:
     def __init__(self, url: str):
         self.url = url
 
     def _call(self, method: str, path: str, body: dict | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read()
-        return json.loads(text) if text else None
+        return call(self.url + path, method, body)
 
     def accounts(self) -> list[dict]:
         answer = self._call("GET", "/_chime-local/accounts")
@@ -86,6 +94,36 @@ class ChimeLocal:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/_chime-local/faults")
+
+
+class Issuer(str):
+    """The local OpenID provider's URL, and its users."""
+
+    def set_user(self, sub: str, claims: dict) -> None:
+        call(f"{self}/users/{urllib.parse.quote(sub, safe='')}", "PUT", claims)
+
+
+class Gateway:
+    """The `app` front playing API Gateway: answers without the function, and
+    what it received (tests/e2e/lambda_front.py)."""
+
+    def __init__(self, url: str):
+        self.url = url + "/_front/"
+
+    def answer(self, status: int, body: dict | str, headers: dict[str, str] | None = None,
+               times: int = 1) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        call(self.url + "answers", "POST", {
+            "status": status, "body": text, "times": times,
+            "headers": {"content-type": "application/json", **(headers or {})},
+        })
+
+    def requests(self, method: str = "POST", path: str = "/accounts") -> list[dict]:
+        return [r for r in call(self.url + "requests") if r["method"] == method and r["path"] == path]
+
+    def reset(self) -> None:
+        call(self.url + "answers", "DELETE")
+        call(self.url + "requests", "DELETE")
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +150,7 @@ def issuer(out: Path):
                       out / "oidc.log")
     try:
         wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
+        yield Issuer(f"http://127.0.0.1:{port}")
     finally:
         process.close()
 
@@ -136,10 +174,9 @@ def serve(env: dict[str, str], log: Path):
         front.close()
 
 
-@pytest.fixture(scope="session")
-def app(chime: ChimeLocal, issuer: str, out: Path):
+def signed_in_env(chime: ChimeLocal, issuer: str, logout_url: str) -> dict[str, str]:
     """The function with sign-in required, verifying the local issuer's ID tokens."""
-    env = {
+    return {
         **function_env(chime),
         "AUTH_REQUIRED": "true",
         "AUTH_JWT_ISSUER": issuer,
@@ -147,10 +184,31 @@ def app(chime: ChimeLocal, issuer: str, out: Path):
         "WEB_SIGNIN_AUTHORIZE_URL": f"{issuer}/oauth2/authorize",
         "WEB_SIGNIN_TOKEN_URL": f"{issuer}/oauth2/token",
         "WEB_SIGNIN_CLIENT_ID": CLIENT_ID,
-        "WEB_SIGNIN_SCOPES": "openid email",
+        "WEB_SIGNIN_SCOPES": "openid email profile",
         "WEB_SIGNIN_TOKEN": "id",
+        "WEB_SIGNIN_LOGOUT_URL": logout_url,
     }
-    yield from serve(env, out / "function-auth.log")
+
+
+@pytest.fixture(scope="session")
+def app(chime: ChimeLocal, issuer: Issuer, out: Path):
+    """Sign-in required; "Sign out" goes to the issuer's OpenID Connect end_session_endpoint."""
+    yield from serve(signed_in_env(chime, issuer, f"{issuer}/oauth2/end_session"), out / "function-auth.log")
+
+
+@pytest.fixture(scope="session")
+def cognito_app(chime: ChimeLocal, issuer: Issuer, out: Path):
+    """Sign-in required; "Sign out" goes to a Cognito-style /logout."""
+    yield from serve(signed_in_env(chime, issuer, f"{issuer}/logout"), out / "function-cognito.log")
+
+
+@pytest.fixture
+def gateway(app: str):
+    """API Gateway's own answers on the `app` front; none queued before or after a test."""
+    gateway = Gateway(app)
+    gateway.reset()
+    yield gateway
+    gateway.reset()
 
 
 @pytest.fixture(scope="session")

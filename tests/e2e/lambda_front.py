@@ -7,6 +7,17 @@ function binary polls for it. Used by the browser tests (and usable by hand):
 Everything listens on 127.0.0.1; the function runs as a child process with the
 environment given, and is killed with the front. One invocation at a time, as in
 one Lambda execution environment; every wait is bounded.
+
+The front can also play API Gateway answering on its own, before the function
+runs (an expired token's 401, a missing scope's 403, its own 429 throttling, a
+5xx): such answers carry no problem `code`. Tests queue them and read what the
+front received under /_front/:
+
+    POST   /_front/answers   {"status": 403, "headers": {...}, "body": "...",
+                              "method": "POST", "path": "/accounts", "times": 1}
+    DELETE /_front/answers   forget the queued answers
+    GET    /_front/requests  [{"method", "path", "idempotencyKey", "bearer", "faked"}, ...]
+    DELETE /_front/requests  forget them
 """
 from __future__ import annotations
 
@@ -21,10 +32,12 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
+CONTROL_PREFIX = "/_front/"
 INVOCATION_TIMEOUT_S = 30
 
 
@@ -76,6 +89,59 @@ class Runtime:
         return True
 
 
+class Gateway:
+    """Answers the front gives instead of the function (queued by tests), and
+    a bounded log of the requests it received."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.answers: list[dict] = []
+        self.seen: deque[dict] = deque(maxlen=500)
+
+    def queue(self, answer: dict) -> None:
+        status = int(answer["status"])
+        if not 100 <= status <= 599:
+            raise ValueError(f"status {status}")
+        with self.lock:
+            self.answers.append({
+                "status": status,
+                "headers": {str(k): str(v) for k, v in (answer.get("headers") or {}).items()},
+                "body": str(answer.get("body", "")),
+                "method": answer.get("method", "POST"),
+                "path": answer.get("path", "/accounts"),
+                "times": max(1, int(answer.get("times", 1))),
+            })
+
+    def take(self, method: str, path: str) -> dict | None:
+        """The first queued answer for this request, used up after `times`."""
+        with self.lock:
+            for answer in self.answers:
+                if answer["method"] == method and answer["path"] == path:
+                    answer["times"] -= 1
+                    if answer["times"] == 0:
+                        self.answers.remove(answer)
+                    return answer
+        return None
+
+    def record(self, method: str, path: str, headers: dict[str, str], faked: bool) -> None:
+        with self.lock:
+            self.seen.append({
+                "method": method,
+                "path": path,
+                "idempotencyKey": headers.get("idempotency-key"),
+                "bearer": headers.get("authorization", "").lower().startswith("bearer "),
+                "faked": faked,
+            })
+
+    def clear(self, what: str) -> None:
+        with self.lock:
+            (self.answers if what == "answers" else self.seen).clear()
+
+    def requests(self) -> list[dict]:
+        with self.lock:
+            return list(self.seen)
+
+
 def v2_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, port: int) -> dict:
     parts = urlsplit(raw_path)
     now = time.time()
@@ -112,7 +178,7 @@ def v2_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, p
     return event
 
 
-def make_handler(runtime: Runtime, front_port: int):
+def make_handler(runtime: Runtime, gateway: Gateway, front_port: int):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -124,13 +190,16 @@ def make_handler(runtime: Runtime, front_port: int):
             return self.rfile.read(length) if length else b""
 
         def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller left (the function stopping while it polls)
 
         # ---------------------------------------------------- the Runtime API
         def _runtime(self) -> bool:
@@ -169,13 +238,44 @@ def make_handler(runtime: Runtime, front_port: int):
             self._send(404, [], b"")
             return True
 
+        # ---------------------------------------------------- the tests' controls
+        def _control(self) -> bool:
+            if not self.path.startswith(CONTROL_PREFIX):
+                return False
+            what = self.path[len(CONTROL_PREFIX):]
+            json_type = [("content-type", "application/json")]
+            if what not in ("answers", "requests"):
+                self._send(404, [], b"")
+            elif self.command == "DELETE":
+                gateway.clear(what)
+                self._send(204, [], b"")
+            elif what == "requests" and self.command == "GET":
+                self._send(200, json_type, json.dumps(gateway.requests()).encode())
+            elif what == "answers" and self.command == "POST":
+                try:
+                    gateway.queue(json.loads(self._body() or b"null"))
+                except (ValueError, KeyError, TypeError) as error:
+                    self._send(400, json_type, json.dumps({"error": str(error)}).encode())
+                    return True
+                self._send(204, [], b"")
+            else:
+                self._send(405, [], b"")
+            return True
+
         # ---------------------------------------------------- the HTTP front
         def _front(self) -> None:
             headers: dict[str, str] = {}
             for name, value in self.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
-            event = v2_event(self.command, self.path, headers, self._body(), front_port)
+            path = urlsplit(self.path).path or "/"
+            body = self._body()
+            answer = gateway.take(self.command, path)
+            gateway.record(self.command, path, headers, faked=answer is not None)
+            if answer is not None:
+                self._send(answer["status"], list(answer["headers"].items()), answer["body"].encode())
+                return
+            event = v2_event(self.command, self.path, headers, body, front_port)
             invocation = runtime.invoke(event)
             if not invocation.done.is_set():
                 self._send(504, [("content-type", "text/plain")], b"the function did not answer in time\n")
@@ -194,7 +294,7 @@ def make_handler(runtime: Runtime, front_port: int):
             self._send(int(response.get("statusCode", 200)), out_headers, raw)
 
         def _dispatch(self) -> None:
-            if not self._runtime():
+            if not self._runtime() and not self._control():
                 self._front()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
@@ -207,10 +307,11 @@ class Front:
 
     def __init__(self, binary: str, env: dict[str, str], port: int = 0, log_path: str | None = None):
         self.runtime = Runtime()
+        self.gateway = Gateway()
         self.http = ThreadingHTTPServer(("127.0.0.1", port), None)  # type: ignore[arg-type]
         self.port = self.http.server_address[1]
-        self.http.RequestHandlerClass = make_handler(self.runtime, self.port)
-        self.api = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.runtime, self.port))
+        self.http.RequestHandlerClass = make_handler(self.runtime, self.gateway, self.port)
+        self.api = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.runtime, self.gateway, self.port))
         self.api.daemon_threads = self.http.daemon_threads = True
         for server in (self.http, self.api):
             threading.Thread(target=server.serve_forever, daemon=True).start()

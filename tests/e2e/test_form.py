@@ -5,56 +5,11 @@ saved as a screenshot under $E2E_OUT/screenshots.
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
-
-_axe = Axe()
-
-
-def check(page: Page, out: Path, state: str) -> None:
-    """axe: 0 serious/critical violations; then a full-page screenshot."""
-    results = _axe.run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} -> {[n['target'] for n in v['nodes']]}"
-        for v in results.response["violations"]
-        if v.get("impact") in ("serious", "critical")
-    ]
-    page.screenshot(path=str(out / "screenshots" / f"{state}.png"), full_page=True)
-    assert bad == [], f"axe on {state}: {bad}"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
-
-
-def sign_in(page: Page, app: str, sub: str = "alice@example.com") -> None:
-    page.goto(app + "/")
-    page.get_by_role("button", name="Sign in").click()
-    # The local provider's page: type the user, authorize.
-    page.get_by_placeholder("sub").fill(sub)
-    page.get_by_role("button", name="Authorize").click()
-    expect(page.get_by_label("Account name")).to_be_visible()
-    expect(page.get_by_role("status").first).to_have_text("You are signed in.")
-
-
-def submit(page: Page, name: str) -> None:
-    page.get_by_label("Account name").fill(name)
-    page.get_by_role("button", name="Create account").click()
-
-
-def expect_field_error(page: Page, message: str) -> None:
-    field = page.get_by_label("Account name")
-    expect(field).to_have_attribute("aria-invalid", "true")
-    # The message is beside the field, tied to it, and in the summary.
-    expect(page.locator("#name-error")).to_contain_text(message)
-    expect(field).to_have_attribute("aria-describedby", re.compile(r"\bname-error\b"))
-    summary = page.get_by_role("alert")
-    expect(summary).to_be_focused()
-    expect(summary.get_by_role("link", name=message)).to_be_visible()
+from steps import check, expect_field_error, sign_in, submit, unique
 
 
 def test_signed_out_page_offers_sign_in_and_no_form(page: Page, app: str, out: Path):
@@ -74,15 +29,19 @@ def test_sign_in_shows_the_empty_form(page: Page, app: str, out: Path):
     expect(page.get_by_text("You can enter up to 100 characters").or_(
         page.get_by_text("You have 100 characters remaining"))).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("banner")).to_contain_text("Signed in as alice@example.com")
     check(page, out, "empty-form")
 
 
-def test_create_shows_the_account_id_that_exists_in_chime_local(page: Page, app: str, chime, out: Path):
+def test_create_shows_the_account_named_with_its_id_that_exists_in_chime_local(page: Page, app: str, chime,
+                                                                              out: Path):
     sign_in(page, app)
     name = unique("Acme")
-    submit(page, name)
+    submit(page, "  " + name + " ")
     result = page.get_by_role("region", name="Account created")
     expect(result).to_be_visible()
+    # The panel names the account as it was created (trimmed), beside its id.
+    expect(result.locator("#account-name")).to_have_text(name)
     account_id = page.locator("#account-id").inner_text()
     assert re.fullmatch(r"[0-9a-f-]{36}", account_id), account_id
     assert any(a["AccountId"] == account_id and a["Name"] == name for a in chime.accounts())
@@ -184,6 +143,7 @@ def test_the_form_works_without_scripts_when_no_sign_in_is_needed(browser, open_
         page.get_by_label("Account name").fill(name)
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_role("heading", name="Account created")).to_be_visible()
+        expect(page.get_by_text(name, exact=True)).to_be_visible()
         account_id = page.locator("code").inner_text()
         assert any(a["AccountId"] == account_id and a["Name"] == name for a in chime.accounts())
         page.screenshot(path=str(out / "screenshots" / "no-js-success.png"), full_page=True)

@@ -69,8 +69,9 @@ AUTH_JWT_AUDIENCE=chime-onboard-web
 WEB_SIGNIN_AUTHORIZE_URL=$ISSUER/oauth2/authorize
 WEB_SIGNIN_TOKEN_URL=$ISSUER/oauth2/token
 WEB_SIGNIN_CLIENT_ID=chime-onboard-web
-WEB_SIGNIN_SCOPES="openid email"
+WEB_SIGNIN_SCOPES="openid email profile"
 WEB_SIGNIN_TOKEN=id
+WEB_SIGNIN_LOGOUT_URL=$ISSUER/oauth2/end_session
 ENV
 fi
 

@@ -255,6 +255,39 @@ MUTATIONS: list[tuple[str, str, Callable[[dict], None]]] = [
      lambda t: _drop(t["Resources"], "AccountsResourceServer")),
     ("sign-in-pool", "the authorizer trusts the created pool for any audience",
      lambda t: res(t, "JwtAuthorizer")["JwtConfiguration"]["Audience"]["Fn::If"].__setitem__(1, {"Ref": "JwtAudience"})),
+    # Issue 21: each of these is the template as it was before.
+    ("safe-releases", "no alias: a deploy replaces the running code at once",
+     lambda t: _drop(fn(t), "AutoPublishAlias")),
+    ("safe-releases", "no deployment preference: a new version takes all traffic at once",
+     lambda t: _drop(fn(t), "DeploymentPreference")),
+    ("safe-releases", "a canary that watches no alarm",
+     lambda t: _drop(fn(t)["DeploymentPreference"], "Alarms")),
+    ("safe-releases", "a deployment preference switched off",
+     lambda t: fn(t)["DeploymentPreference"].update(Enabled=False)),
+    ("safe-releases", "the API integration calls $LATEST",
+     lambda t: res(t, "OnboardIntegration").update(IntegrationUri={"Fn::GetAtt": ["OnboardFunction", "Arn"]})),
+    ("safe-releases", "API Gateway's permission is on the function, not the alias",
+     lambda t: res(t, "HttpApiInvokePermission").update(FunctionName={"Ref": "OnboardFunction"})),
+    ("safe-releases", "the Function URL serves $LATEST",
+     lambda t: res(t, "OnboardFunctionUrl").update(TargetFunctionArn={"Fn::GetAtt": ["OnboardFunction", "Arn"]})),
+    ("retained-data", "the request DLQ is deleted with the stack",
+     lambda t: t["Resources"]["RequestDeadLetterQueue"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the reply DLQ is deleted with the stack",
+     lambda t: t["Resources"]["ReplyDeadLetterQueue"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the idempotency table is deleted with the stack",
+     lambda t: t["Resources"]["IdempotencyTable"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the idempotency table is dropped when an update replaces it",
+     lambda t: t["Resources"]["IdempotencyTable"].update(UpdateReplacePolicy="Delete")),
+    ("retained-data", "the user pool is deleted with the stack",
+     lambda t: t["Resources"]["UserPool"].update(DeletionPolicy="Delete")),
+    ("log-level", "LogLevel allows TRACE again",
+     lambda t: t["Parameters"]["LogLevel"]["AllowedValues"].insert(0, "TRACE")),
+    ("log-level", "LogLevel with no AllowedValues",
+     lambda t: _drop(t["Parameters"]["LogLevel"], "AllowedValues")),
+    ("log-level", "TRACE hard-wired",
+     lambda t: fn(t)["LoggingConfig"].update(ApplicationLogLevel="TRACE")),
+    ("log-level", "RUST_LOG=trace in the environment",
+     lambda t: fn(t)["Environment"]["Variables"].update(RUST_LOG="chime_onboard=trace")),
 ]
 
 
@@ -341,6 +374,8 @@ MODES = {
                         "WebSignInTokenUrl": "https://auth.example.com/token", "WebSignInClientId": "client-a"},
     "existing-issuer-api-only": {"CreateUserPool": "false", "JwtIssuer": "https://issuer.example.com",
                                  "JwtAudience": "client-a", "CorsAllowOrigins": "https://admin.example.com"},
+    # Deployed again after a teardown: the kept pool, adopted (docs/DEPLOY.md, "Tearing down").
+    "reused-pool": {"ExistingUserPoolId": "us-east-1_AbCdEf123"},
 }
 
 
@@ -453,9 +488,11 @@ def test_no_circular_dependency_after_the_sam_transform(template, mode, monkeypa
 
     for node in graph:
         visit(node, [])
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
         assert "HttpApi" in graph["WebClient"] and "WebClient" in graph["JwtAuthorizer"]
-        assert "WebClient" in graph["OnboardFunction"] and "OnboardFunction" in graph["OnboardIntegration"]
+        assert "WebClient" in graph["OnboardFunction"] and "OnboardFunctionAliaslive" in graph["OnboardIntegration"]
+        assert "OnboardFunction" in graph["OnboardFunctionVersion" + next(
+            k[len("OnboardFunctionVersion"):] for k in graph if k.startswith("OnboardFunctionVersion"))]
 
 
 def as_list(value) -> list:
@@ -477,12 +514,15 @@ def test_sam_translation_keeps_the_jwt_and_scope_on_post_and_only_the_form_publi
     assert targets == {json_dump({"Fn::Sub": "integrations/${OnboardIntegration}"})}
     integration = out["OnboardIntegration"]["Properties"]
     assert integration["IntegrationType"] == "AWS_PROXY" and integration["PayloadFormatVersion"] == "2.0"
-    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["OnboardFunction", "Arn"]}
+    # Every caller reaches the live alias (issue 21), which CodeDeploy moves on a release.
+    alias = {"Ref": "OnboardFunctionAliaslive"}
+    assert integration["IntegrationUri"] == alias
     jwt = out["JwtAuthorizer"]["Properties"]
     assert jwt["AuthorizerType"] == "JWT" and jwt["IdentitySource"] == ["$request.header.Authorization"]
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
+        pool = {"Ref": "UserPool" if mode == "created-pool" else "ExistingUserPoolId"}
         assert jwt["JwtConfiguration"] == {
-            "Issuer": {"Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"},
+            "Issuer": {"Fn::Sub": ["https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${PoolId}", {"PoolId": pool}]},
             "Audience": [{"Ref": "WebClient"}]}
     else:
         assert jwt["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": {"Ref": "JwtAudience"}}
@@ -498,15 +538,37 @@ def test_sam_translation_keeps_the_jwt_and_scope_on_post_and_only_the_form_publi
     permissions = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Lambda::Permission"]
     assert len(permissions) == 1 and permissions[0]["Principal"] == "apigateway.amazonaws.com"
     assert permissions[0]["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
+    assert permissions[0]["FunctionName"] == alias
     mappings = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
     assert len(mappings) == 1 and mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings[0]["FunctionName"] == alias
     fn_props = out["OnboardFunction"]["Properties"]
     assert fn_props["Architectures"] == ["arm64"] and fn_props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
-    # SAM added no role or policy of its own: FunctionRole is the only identity policy.
-    assert [k for k, r in out.items() if r["Type"].startswith("AWS::IAM::")] == ["FunctionRole"]
+    # The release: CodeDeploy moves the alias, watching the two release alarms.
+    live = out["OnboardFunctionAliaslive"]
+    assert live["Properties"]["Name"] == "live"
+    update = live["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["DeploymentGroupName"] == {"Ref": "OnboardFunctionDeploymentGroup"}
+    group = out["OnboardFunctionDeploymentGroup"]["Properties"]
+    assert group["AutoRollbackConfiguration"]["Enabled"] is True
+    assert group["AlarmConfiguration"]["Alarms"] == [{"Name": {"Ref": "FunctionErrorsAlarm"}},
+                                                     {"Name": {"Ref": "ReleaseFailedRequestsAlarm"}}]
+    # SAM's only identity resources beside FunctionRole: CodeDeploy's service role, with
+    # nothing but AWS's managed policy for Lambda deployments.
+    iam = {k: r for k, r in out.items() if r["Type"].startswith("AWS::IAM::")}
+    assert sorted(iam) == ["CodeDeployServiceRole", "FunctionRole"]
+    codedeploy = iam["CodeDeployServiceRole"]["Properties"]
+    assert codedeploy["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["codedeploy.amazonaws.com"]}
+    assert [a if isinstance(a, str) else a.get("Fn::Sub") for a in codedeploy["ManagedPolicyArns"]] == [
+        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"]
+    assert "Policies" not in codedeploy
     cognito = sorted(k for k, r in out.items() if r["Type"].startswith("AWS::Cognito::"))
     if mode == "created-pool":
         assert cognito == ["AccountsResourceServer", "UserPool", "UserPoolDomain", "WebClient"]
+    elif mode == "reused-pool":
+        assert cognito == ["AccountsResourceServer", "UserPoolDomain", "WebClient"]
+        for lid in cognito:
+            assert out[lid]["Properties"]["UserPoolId"] == {"Ref": "ExistingUserPoolId"}
     else:
         assert cognito == []
 
@@ -555,7 +617,7 @@ def test_the_function_environment_in_each_mode(template, mode):
     gives it to the built function: all three or none, https URLs."""
     env = smoke_bootstrap.template_environment(template, MODES[mode])
     signin = {k: v for k, v in env.items() if k.startswith("WEB_SIGNIN_")}
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
         host = "https://chime-onboard-51af3dc0-da77-11e4-872e-1234567db123.auth.us-east-1.amazoncognito.com"
         assert signin == {"WEB_SIGNIN_AUTHORIZE_URL": f"{host}/oauth2/authorize",
                           "WEB_SIGNIN_TOKEN_URL": f"{host}/oauth2/token",

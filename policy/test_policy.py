@@ -732,3 +732,115 @@ def test_checkov_passes_each_mode(template, tmp_path):
                   "--compact", "--quiet", "--skip-download"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
+
+
+# ---------------------------------------------------------------- operating the stack (issue 21)
+
+def operations_problems(t: dict) -> list[str]:
+    """What DESIGN.md's "Deploy and operate" asks of the alarms and outputs, as a list
+    of what is missing: a topic always created (e-mail optional) that every alarm
+    notifies and that is an output; alarms on Failed, both DLQs, throttles, errors, the
+    request queue's oldest message and API 5xx; the reply DLQ on the dashboard; the DLQ
+    ARNs and the redrive commands as outputs."""
+    resources_ = t["Resources"]
+    props = rules.props
+    problems: list[str] = []
+    topics = [k for k, r in resources_.items() if r["Type"] == "AWS::SNS::Topic" and "Condition" not in r]
+    if not topics:
+        problems.append("no SNS topic created whatever the parameters")
+    output = t["Outputs"].get("AlarmTopicArn") or {}
+    if rules.ref_target(output.get("Value")) not in topics or "Condition" in output:
+        problems.append("AlarmTopicArn is not always an output naming the stack's topic")
+    subscriptions = [r for r in resources_.values() if r["Type"] == "AWS::SNS::Subscription"]
+    if not any(rules.ref_target(props(s).get("TopicArn")) in topics and props(s).get("Protocol") == "email"
+               and rules.ref_target(props(s).get("Endpoint")) == "AlarmEmail"
+               and "AlarmEmail" in json_dump(t["Conditions"].get(s.get("Condition"), "")) for s in subscriptions):
+        problems.append("no e-mail subscription to the topic when AlarmEmail is given")
+
+    def notifying(pred) -> list[str]:
+        found = [k for k, r in resources_.items() if r["Type"] == "AWS::CloudWatch::Alarm" and pred(props(r))]
+        return [k for k in found if any(rules.ref_target(a) in topics for a in props(resources_[k]).get("AlarmActions") or [])]
+
+    def metric(namespace: str, name: str, target: str | None = None):
+        def pred(p: dict) -> bool:
+            if p.get("Namespace") == namespace and p.get("MetricName") == name:
+                return target is None or any(rules.ref_target(d.get("Value")) == target for d in p.get("Dimensions") or [])
+            stats = [m.get("MetricStat", {}).get("Metric", {}) for m in p.get("Metrics") or []]
+            return target is None and any(s.get("Namespace") == namespace and s.get("MetricName") == name for s in stats)
+        return pred
+
+    wanted = {
+        "Failed requests": metric("ChimeOnboard", "Failed"),
+        "request DLQ depth": metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RequestDeadLetterQueue"),
+        "reply DLQ depth": metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "ReplyDeadLetterQueue"),
+        "function throttles": metric("AWS/Lambda", "Throttles", "OnboardFunction"),
+        "function errors": metric("AWS/Lambda", "Errors", "OnboardFunction"),
+        "request queue oldest message": metric("AWS/SQS", "ApproximateAgeOfOldestMessage", "RequestQueue"),
+        "API 5xx": metric("AWS/ApiGateway", "5xx", "HttpApi"),
+    }
+    problems += [f"no alarm on {what} notifying the topic" for what, pred in wanted.items() if not notifying(pred)]
+    dashboard = json_dump(props(resources_["OnboardingDashboard"]).get("DashboardBody"))
+    problems += [f"{q} is not on the dashboard" for q in ("RequestDeadLetterQueue", "ReplyDeadLetterQueue")
+                 if "${%s.QueueName}" % q not in dashboard]
+    values = [json_dump(o.get("Value")) for o in t["Outputs"].values()]
+    for q, source in (("RequestDeadLetterQueue", "RequestQueue"), ("ReplyDeadLetterQueue", "ReplyQueue")):
+        if json_dump({"Fn::GetAtt": [q, "Arn"]}) not in values:
+            problems.append(f"no output with {q}'s ARN")
+        if not any("start-message-move-task" in v and "${%s.Arn}" % q in v and "${%s.Arn}" % source in v for v in values):
+            problems.append(f"no output with the redrive command for {q}")
+    return problems
+
+
+def test_the_stack_can_be_operated_as_issue_21_asks(template):
+    assert operations_problems(template) == []
+    for mode in MODES:
+        rendered = render.render(template, {**MODES[mode], "AlarmEmail": "ops@example.com"})
+        assert operations_problems(rendered) == [], mode
+    # Without AlarmEmail nothing subscribes, but the topic, its output and the alarms stay.
+    assert operations_problems(render.render(template, {})) == [
+        "no e-mail subscription to the topic when AlarmEmail is given"]
+
+
+OPERATIONS_MUTATIONS: list[tuple[str, Callable[[dict], None]]] = [
+    ("the topic only with AlarmEmail", lambda t: t["Resources"]["AlarmTopic"].update(Condition="HasAlarmEmail")),
+    ("no topic output", lambda t: _drop(t["Outputs"], "AlarmTopicArn")),
+    ("no e-mail subscription", lambda t: _drop(t["Resources"], "AlarmEmailSubscription")),
+    ("no alarm on the request queue's age", lambda t: _drop(t["Resources"], "RequestQueueAgeAlarm")),
+    ("no alarm on API 5xx", lambda t: _drop(t["Resources"], "Api5xxAlarm")),
+    ("the Failed alarm notifies nobody", lambda t: _drop(res(t, "FailedRequestsAlarm"), "AlarmActions")),
+    ("the reply DLQ alarm notifies nobody", lambda t: _drop(res(t, "ReplyDeadLetterQueueAlarm"), "AlarmActions")),
+    ("the reply DLQ is not on the dashboard", lambda t: res(t, "OnboardingDashboard").update(
+        DashboardBody={"Fn::Sub": res(t, "OnboardingDashboard")["DashboardBody"]["Fn::Sub"].replace("${ReplyDeadLetterQueue.QueueName}", "")})),
+    ("DLQ URLs but no ARNs", lambda t: _drop(t["Outputs"], "RequestDeadLetterQueueArn")),
+    ("no redrive command", lambda t: _drop(t["Outputs"], "ReplyRedriveCommand")),
+]
+
+
+@pytest.mark.parametrize("mutation", [m for _, m in OPERATIONS_MUTATIONS], ids=[d for d, _ in OPERATIONS_MUTATIONS])
+def test_the_operations_check_catches_what_was_missing(template, mutation):
+    bad = copy.deepcopy(template)
+    mutation(bad)
+    assert operations_problems(bad) != []
+
+
+def test_releases_watch_only_the_functions_own_health(template):
+    """The canary's rollback alarms are the function's own (an alarm about a DLQ or the
+    queue's age may already be firing and would stop every release), and the release
+    alarm on Failed reacts within the canary's shortest window."""
+    preference = fn(template)["DeploymentPreference"]
+    alarms = [rules.ref_target(a) for a in preference["Alarms"]]
+    assert alarms == ["FunctionErrorsAlarm", "ReleaseFailedRequestsAlarm"]
+    assert fn(template)["AutoPublishAlias"] == "live"
+    strategies = template["Parameters"]["ReleaseStrategy"]
+    assert strategies["Default"].startswith("Canary") and preference["Type"] == {"Ref": "ReleaseStrategy"}
+    shortest = min(int(re.search(r"(\d+)Minute", v).group(1)) for v in strategies["AllowedValues"] if v.startswith("Canary"))
+    for lid in alarms:
+        p = res(template, lid)
+        periods = [p.get("Period")] if "Period" in p else [m["MetricStat"]["Period"] for m in p["Metrics"] if "MetricStat" in m]
+        assert max(periods) * p["EvaluationPeriods"] <= shortest * 60, lid
+
+
+def test_log_level_never_trace(template):
+    levels = template["Parameters"]["LogLevel"]["AllowedValues"]
+    assert "TRACE" not in levels and "DEBUG" in levels
+    assert fn(template)["LoggingConfig"]["ApplicationLogLevel"] == {"Ref": "LogLevel"}

@@ -235,10 +235,7 @@ mod tests {
     async fn a_missing_token_is_refused_only_when_required() {
         let keys = StaticKeys::empty();
         let required = Authenticator::with_key_source(&config(true), keys.clone());
-        assert_eq!(
-            required.principal(&v2(None)).await,
-            Err(AuthError::Missing)
-        );
+        assert_eq!(required.principal(&v2(None)).await, Err(AuthError::Missing));
         assert_eq!(AuthError::Missing.challenge(), Some("Bearer"));
         let optional = Authenticator::with_key_source(&config(false), keys.clone());
         assert_eq!(
@@ -288,7 +285,11 @@ mod tests {
         for header in [format!("Bearer {token}"), format!("bearer  {token} ")] {
             assert!(auth.principal(&v2(Some(&header))).await.is_ok(), "{header}");
         }
-        for header in [format!("Basic {token}"), "Bearer ".to_owned(), token.clone()] {
+        for header in [
+            format!("Basic {token}"),
+            "Bearer ".to_owned(),
+            token.clone(),
+        ] {
             assert_eq!(
                 auth.principal(&v2(Some(&header))).await,
                 Err(AuthError::Missing),

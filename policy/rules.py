@@ -30,6 +30,17 @@ Rules (ids are what `check.py` prints and what fixtures are named after):
 - operator-alerts: an alarm on every DLQ's depth (> 0), on the function's Errors
   and Throttles; every log group has a retention; the function logs JSON into a
   log group declared here.
+- safe-releases: every SAM function publishes an alias (`AutoPublishAlias`) and
+  shifts traffic to a new version through CodeDeploy (`DeploymentPreference`, enabled,
+  with at least one alarm of this template as a rollback trigger); API integrations,
+  Lambda permissions, Function URLs and event source mappings name the alias
+  (`!Ref Fn.Alias`), never the bare function ($LATEST, outside the release).
+- retained-data: what holds data nobody can recreate survives the stack: every DLQ
+  (failed requests and replies), DynamoDB table (idempotency records) and Cognito user
+  pool (people) has `DeletionPolicy` and `UpdateReplacePolicy` `Retain`.
+- log-level: no function can log at TRACE (lambda_runtime then logs whole events:
+  names, bearer tokens, keys): `ApplicationLogLevel`, `AWS_LAMBDA_LOG_LEVEL` and
+  `RUST_LOG` are literals other than trace, or parameters whose `AllowedValues` leave it out.
 - sign-in-pool: a Cognito user pool the template creates is admin-create-only with
   the default parameters, has a password policy (>= 12 characters), survives the
   stack (Retain or DeletionProtection) and has a hosted-UI domain; its app client
@@ -114,6 +125,23 @@ def ref_target(expr: Any) -> str | None:
             if isinstance(att, str):
                 return att.split(".", 1)[0]
     return None
+
+
+def targets(expr: Any) -> set[str]:
+    """Logical ids an expression can point at: the `Ref`/`GetAtt` of each `Fn::If`
+    alternative (a pool id that is the stack's pool or a parameter's, say)."""
+    return {target for alt in alternatives(expr) for target in [ref_target(alt)] if target}
+
+
+def covers(t: dict, outer: str | None, inner: str | None) -> bool:
+    """Whether a resource under Condition `outer` exists whenever one under `inner`
+    does: no condition, the same one, or `inner` is an `Fn::And` naming `outer`."""
+    if outer is None or outer == inner:
+        return True
+    definition = ((t.get("Conditions") or {}).get(inner)) if inner else None
+    if isinstance(definition, dict) and "Fn::And" in definition:
+        return {"Condition": outer} in definition["Fn::And"]
+    return False
 
 
 def getatt(expr: Any) -> tuple[str, str] | None:
@@ -588,7 +616,7 @@ def sign_in_pool(t: dict) -> list[Violation]:
             out.append(Violation(rule, pid, f"no PasswordPolicy.MinimumLength (>= {MIN_PASSWORD_LENGTH})"))
         if pool.get("DeletionPolicy") != "Retain" and p.get("DeletionProtection") != "ACTIVE":
             out.append(Violation(rule, pid, "the pool (its users) goes with the stack: DeletionPolicy Retain or DeletionProtection ACTIVE"))
-        if not any(ref_target(props(d).get("UserPoolId")) == pid and d.get("Condition") == pool.get("Condition")
+        if not any(pid in targets(props(d).get("UserPoolId")) and covers(t, d.get("Condition"), pool.get("Condition"))
                    for d in domains.values()):
             out.append(Violation(rule, pid, "no UserPoolDomain (under the same Condition): the form's client has no sign-in pages"))
 
@@ -599,8 +627,8 @@ def sign_in_pool(t: dict) -> list[Violation]:
 
     for cid, client in clients.items():
         p = props(client)
-        pool_id = ref_target(p.get("UserPoolId"))
-        if pool_id not in pools:
+        pool_id = next((target for target in targets(p.get("UserPoolId")) if target in pools), None)
+        if pool_id is None:
             continue  # a client of a pool made elsewhere is not this template's sign-in
         for secret in alternatives(p.get("GenerateSecret")):
             if secret in (True, "true", "True"):
@@ -636,7 +664,7 @@ def sign_in_pool(t: dict) -> list[Violation]:
             if needed not in scopes:
                 out.append(Violation(rule, cid, f"AllowedOAuthScopes lacks {needed!r}, the scope POST /accounts requires"))
         custom = [s for s in scopes if not (isinstance(s, str) and s in STANDARD_SCOPES)]
-        if custom and not any(ref_target(props(rs).get("UserPoolId")) == pool_id for rs in servers.values()):
+        if custom and not any(pool_id in targets(props(rs).get("UserPoolId")) for rs in servers.values()):
             out.append(Violation(rule, cid, "the client asks for a custom scope but the pool has no resource server"))
 
     # The authorizer trusts the created pool only for its own client.
@@ -656,9 +684,98 @@ def sign_in_pool(t: dict) -> list[Violation]:
             if not any("cognito-idp." in s for s in strings_in(issuer)):
                 out.append(Violation(rule, aid, "the issuer of a created pool is https://cognito-idp.<region>.amazonaws.com/<pool id>"))
             audiences = {r for r in refs_in(audience)}
-            own = {cid for cid, c in clients.items() if ref_target(props(c).get("UserPoolId")) in pool_refs}
+            own = {cid for cid, c in clients.items() if targets(props(c).get("UserPoolId")) & pool_refs}
             if not audiences or not audiences <= own:
                 out.append(Violation(rule, aid, f"the audience for the created pool must be its own client(s) {sorted(own)}, not {audience!r}"))
+    return out
+
+
+def safe_releases(t: dict) -> list[Violation]:
+    rule = "safe-releases"
+    out: list[Violation] = []
+    alarms = resources(t, "AWS::CloudWatch::Alarm")
+    sam_functions = resources(t, "AWS::Serverless::Function")
+    for fid, fn in sam_functions.items():
+        p = function_props(t, fn)
+        if not alternatives(p.get("AutoPublishAlias")):
+            out.append(Violation(rule, fid, "no AutoPublishAlias: a deploy replaces the running code at once, with nothing to roll back to"))
+        dp = p.get("DeploymentPreference")
+        if not isinstance(dp, dict) or not alternatives(dp.get("Type")):
+            out.append(Violation(rule, fid, "no DeploymentPreference Type: a new version takes all traffic at once"))
+            continue
+        if dp.get("Enabled") in (False, "false", "False"):
+            out.append(Violation(rule, fid, "DeploymentPreference is disabled"))
+        if not any(ref_target(a) in alarms for a in as_list(dp.get("Alarms"))):
+            out.append(Violation(rule, fid, "DeploymentPreference has no alarm of this template: a bad release is never rolled back"))
+
+    def through_alias(where: str, expr: Any, what: str) -> None:
+        for alt in alternatives(expr):
+            target = ref_target(alt)
+            named = {target} if target else set()
+            named |= {n.split(".")[0] for s in strings_in(alt) for n in re.findall(r"\$\{([A-Za-z0-9.]+)\}", s)
+                      if not n.endswith(".Alias")}
+            for fid in named & set(sam_functions):
+                if target != f"{fid}.Alias":
+                    out.append(Violation(rule, where, f"{what} names {fid} itself ($LATEST), not its alias: use !Ref {fid}.Alias"))
+
+    for iid, integration in resources(t, "AWS::ApiGatewayV2::Integration").items():
+        through_alias(iid, props(integration).get("IntegrationUri"), "the integration")
+    for pid, perm in resources(t, "AWS::Lambda::Permission").items():
+        through_alias(pid, props(perm).get("FunctionName"), "the permission")
+    for uid, url in resources(t, "AWS::Lambda::Url").items():
+        if not props(url).get("Qualifier"):
+            through_alias(uid, props(url).get("TargetFunctionArn"), "the Function URL")
+    for mid, mapping in resources(t, "AWS::Lambda::EventSourceMapping").items():
+        through_alias(mid, props(mapping).get("FunctionName"), "the event source mapping")
+    return out
+
+
+def retained_data(t: dict) -> list[Violation]:
+    rule = "retained-data"
+    out: list[Violation] = []
+    kept = {
+        **{q: "DLQ (failed requests or replies)" for q in dead_letter_ids(t)},
+        **{d: "table (idempotency records)" for d in resources(t, "AWS::DynamoDB::Table")},
+        **{u: "user pool (the people who sign in)" for u in resources(t, "AWS::Cognito::UserPool")},
+    }
+    for lid, what in sorted(kept.items()):
+        res = (t.get("Resources") or {}).get(lid)
+        if not isinstance(res, dict):
+            continue
+        for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+            if res.get(policy) != "Retain":
+                out.append(Violation(rule, lid, f"{policy} is {res.get(policy, 'Delete (the default)')}: the {what} would go with the stack"))
+    return out
+
+
+def log_level(t: dict) -> list[Violation]:
+    rule = "log-level"
+    out: list[Violation] = []
+    params = t.get("Parameters") or {}
+
+    def check(where: str, expr: Any) -> None:
+        for alt in alternatives(expr):
+            if isinstance(alt, str):
+                if "trace" in alt.lower():
+                    out.append(Violation(rule, where, f"{alt!r} logs whole events (TRACE)"))
+            elif ref_target(alt) in params:
+                allowed = params[ref_target(alt)].get("AllowedValues")
+                if not allowed:
+                    out.append(Violation(rule, where, f"parameter {ref_target(alt)} has no AllowedValues: TRACE could be deployed"))
+                elif any("trace" in str(v).lower() for v in allowed):
+                    out.append(Violation(rule, where, f"parameter {ref_target(alt)} allows TRACE, which logs whole events"))
+            else:
+                out.append(Violation(rule, where, f"log level {alt!r} cannot be checked: a literal or a parameter with AllowedValues"))
+
+    for fid, fn in functions(t).items():
+        p = function_props(t, fn)
+        logging = p.get("LoggingConfig") or {}
+        if "ApplicationLogLevel" in logging:
+            check(f"{fid}.LoggingConfig.ApplicationLogLevel", logging["ApplicationLogLevel"])
+        env = ((p.get("Environment") or {}).get("Variables")) or {}
+        for name in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"):
+            if name in env:
+                check(f"{fid}.Environment.{name}", env[name])
     return out
 
 
@@ -669,6 +786,9 @@ RULES: dict[str, Callable[[dict], list[Violation]]] = {
     "report-batch-item-failures": report_batch_item_failures,
     "operator-alerts": operator_alerts,
     "sign-in-pool": sign_in_pool,
+    "safe-releases": safe_releases,
+    "retained-data": retained_data,
+    "log-level": log_level,
 }
 
 

@@ -255,6 +255,39 @@ MUTATIONS: list[tuple[str, str, Callable[[dict], None]]] = [
      lambda t: _drop(t["Resources"], "AccountsResourceServer")),
     ("sign-in-pool", "the authorizer trusts the created pool for any audience",
      lambda t: res(t, "JwtAuthorizer")["JwtConfiguration"]["Audience"]["Fn::If"].__setitem__(1, {"Ref": "JwtAudience"})),
+    # Issue 21: each of these is the template as it was before.
+    ("safe-releases", "no alias: a deploy replaces the running code at once",
+     lambda t: _drop(fn(t), "AutoPublishAlias")),
+    ("safe-releases", "no deployment preference: a new version takes all traffic at once",
+     lambda t: _drop(fn(t), "DeploymentPreference")),
+    ("safe-releases", "a canary that watches no alarm",
+     lambda t: _drop(fn(t)["DeploymentPreference"], "Alarms")),
+    ("safe-releases", "a deployment preference switched off",
+     lambda t: fn(t)["DeploymentPreference"].update(Enabled=False)),
+    ("safe-releases", "the API integration calls $LATEST",
+     lambda t: res(t, "OnboardIntegration").update(IntegrationUri={"Fn::GetAtt": ["OnboardFunction", "Arn"]})),
+    ("safe-releases", "API Gateway's permission is on the function, not the alias",
+     lambda t: res(t, "HttpApiInvokePermission").update(FunctionName={"Ref": "OnboardFunction"})),
+    ("safe-releases", "the Function URL serves $LATEST",
+     lambda t: res(t, "OnboardFunctionUrl").update(TargetFunctionArn={"Fn::GetAtt": ["OnboardFunction", "Arn"]})),
+    ("retained-data", "the request DLQ is deleted with the stack",
+     lambda t: t["Resources"]["RequestDeadLetterQueue"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the reply DLQ is deleted with the stack",
+     lambda t: t["Resources"]["ReplyDeadLetterQueue"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the idempotency table is deleted with the stack",
+     lambda t: t["Resources"]["IdempotencyTable"].update(DeletionPolicy="Delete")),
+    ("retained-data", "the idempotency table is dropped when an update replaces it",
+     lambda t: t["Resources"]["IdempotencyTable"].update(UpdateReplacePolicy="Delete")),
+    ("retained-data", "the user pool is deleted with the stack",
+     lambda t: t["Resources"]["UserPool"].update(DeletionPolicy="Delete")),
+    ("log-level", "LogLevel allows TRACE again",
+     lambda t: t["Parameters"]["LogLevel"]["AllowedValues"].insert(0, "TRACE")),
+    ("log-level", "LogLevel with no AllowedValues",
+     lambda t: _drop(t["Parameters"]["LogLevel"], "AllowedValues")),
+    ("log-level", "TRACE hard-wired",
+     lambda t: fn(t)["LoggingConfig"].update(ApplicationLogLevel="TRACE")),
+    ("log-level", "RUST_LOG=trace in the environment",
+     lambda t: fn(t)["Environment"]["Variables"].update(RUST_LOG="chime_onboard=trace")),
 ]
 
 
@@ -341,6 +374,8 @@ MODES = {
                         "WebSignInTokenUrl": "https://auth.example.com/token", "WebSignInClientId": "client-a"},
     "existing-issuer-api-only": {"CreateUserPool": "false", "JwtIssuer": "https://issuer.example.com",
                                  "JwtAudience": "client-a", "CorsAllowOrigins": "https://admin.example.com"},
+    # Deployed again after a teardown: the kept pool, adopted (docs/DEPLOY.md, "Tearing down").
+    "reused-pool": {"ExistingUserPoolId": "us-east-1_AbCdEf123"},
 }
 
 
@@ -453,9 +488,11 @@ def test_no_circular_dependency_after_the_sam_transform(template, mode, monkeypa
 
     for node in graph:
         visit(node, [])
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
         assert "HttpApi" in graph["WebClient"] and "WebClient" in graph["JwtAuthorizer"]
-        assert "WebClient" in graph["OnboardFunction"] and "OnboardFunction" in graph["OnboardIntegration"]
+        assert "WebClient" in graph["OnboardFunction"] and "OnboardFunctionAliaslive" in graph["OnboardIntegration"]
+        assert "OnboardFunction" in graph["OnboardFunctionVersion" + next(
+            k[len("OnboardFunctionVersion"):] for k in graph if k.startswith("OnboardFunctionVersion"))]
 
 
 def as_list(value) -> list:
@@ -477,12 +514,15 @@ def test_sam_translation_keeps_the_jwt_and_scope_on_post_and_only_the_form_publi
     assert targets == {json_dump({"Fn::Sub": "integrations/${OnboardIntegration}"})}
     integration = out["OnboardIntegration"]["Properties"]
     assert integration["IntegrationType"] == "AWS_PROXY" and integration["PayloadFormatVersion"] == "2.0"
-    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["OnboardFunction", "Arn"]}
+    # Every caller reaches the live alias (issue 21), which CodeDeploy moves on a release.
+    alias = {"Ref": "OnboardFunctionAliaslive"}
+    assert integration["IntegrationUri"] == alias
     jwt = out["JwtAuthorizer"]["Properties"]
     assert jwt["AuthorizerType"] == "JWT" and jwt["IdentitySource"] == ["$request.header.Authorization"]
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
+        pool = {"Ref": "UserPool" if mode == "created-pool" else "ExistingUserPoolId"}
         assert jwt["JwtConfiguration"] == {
-            "Issuer": {"Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"},
+            "Issuer": {"Fn::Sub": ["https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${PoolId}", {"PoolId": pool}]},
             "Audience": [{"Ref": "WebClient"}]}
     else:
         assert jwt["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": {"Ref": "JwtAudience"}}
@@ -498,15 +538,37 @@ def test_sam_translation_keeps_the_jwt_and_scope_on_post_and_only_the_form_publi
     permissions = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Lambda::Permission"]
     assert len(permissions) == 1 and permissions[0]["Principal"] == "apigateway.amazonaws.com"
     assert permissions[0]["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
+    assert permissions[0]["FunctionName"] == alias
     mappings = [r["Properties"] for r in out.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
     assert len(mappings) == 1 and mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings[0]["FunctionName"] == alias
     fn_props = out["OnboardFunction"]["Properties"]
     assert fn_props["Architectures"] == ["arm64"] and fn_props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
-    # SAM added no role or policy of its own: FunctionRole is the only identity policy.
-    assert [k for k, r in out.items() if r["Type"].startswith("AWS::IAM::")] == ["FunctionRole"]
+    # The release: CodeDeploy moves the alias, watching the two release alarms.
+    live = out["OnboardFunctionAliaslive"]
+    assert live["Properties"]["Name"] == "live"
+    update = live["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["DeploymentGroupName"] == {"Ref": "OnboardFunctionDeploymentGroup"}
+    group = out["OnboardFunctionDeploymentGroup"]["Properties"]
+    assert group["AutoRollbackConfiguration"]["Enabled"] is True
+    assert group["AlarmConfiguration"]["Alarms"] == [{"Name": {"Ref": "FunctionErrorsAlarm"}},
+                                                     {"Name": {"Ref": "ReleaseFailedRequestsAlarm"}}]
+    # SAM's only identity resources beside FunctionRole: CodeDeploy's service role, with
+    # nothing but AWS's managed policy for Lambda deployments.
+    iam = {k: r for k, r in out.items() if r["Type"].startswith("AWS::IAM::")}
+    assert sorted(iam) == ["CodeDeployServiceRole", "FunctionRole"]
+    codedeploy = iam["CodeDeployServiceRole"]["Properties"]
+    assert codedeploy["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["codedeploy.amazonaws.com"]}
+    assert [a if isinstance(a, str) else a.get("Fn::Sub") for a in codedeploy["ManagedPolicyArns"]] == [
+        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"]
+    assert "Policies" not in codedeploy
     cognito = sorted(k for k, r in out.items() if r["Type"].startswith("AWS::Cognito::"))
     if mode == "created-pool":
         assert cognito == ["AccountsResourceServer", "UserPool", "UserPoolDomain", "WebClient"]
+    elif mode == "reused-pool":
+        assert cognito == ["AccountsResourceServer", "UserPoolDomain", "WebClient"]
+        for lid in cognito:
+            assert out[lid]["Properties"]["UserPoolId"] == {"Ref": "ExistingUserPoolId"}
     else:
         assert cognito == []
 
@@ -555,7 +617,7 @@ def test_the_function_environment_in_each_mode(template, mode):
     gives it to the built function: all three or none, https URLs."""
     env = smoke_bootstrap.template_environment(template, MODES[mode])
     signin = {k: v for k, v in env.items() if k.startswith("WEB_SIGNIN_")}
-    if mode == "created-pool":
+    if mode in ("created-pool", "reused-pool"):
         host = "https://chime-onboard-51af3dc0-da77-11e4-872e-1234567db123.auth.us-east-1.amazoncognito.com"
         assert signin == {"WEB_SIGNIN_AUTHORIZE_URL": f"{host}/oauth2/authorize",
                           "WEB_SIGNIN_TOKEN_URL": f"{host}/oauth2/token",
@@ -670,3 +732,115 @@ def test_checkov_passes_each_mode(template, tmp_path):
                   "--compact", "--quiet", "--skip-download"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
+
+
+# ---------------------------------------------------------------- operating the stack (issue 21)
+
+def operations_problems(t: dict) -> list[str]:
+    """What DESIGN.md's "Deploy and operate" asks of the alarms and outputs, as a list
+    of what is missing: a topic always created (e-mail optional) that every alarm
+    notifies and that is an output; alarms on Failed, both DLQs, throttles, errors, the
+    request queue's oldest message and API 5xx; the reply DLQ on the dashboard; the DLQ
+    ARNs and the redrive commands as outputs."""
+    resources_ = t["Resources"]
+    props = rules.props
+    problems: list[str] = []
+    topics = [k for k, r in resources_.items() if r["Type"] == "AWS::SNS::Topic" and "Condition" not in r]
+    if not topics:
+        problems.append("no SNS topic created whatever the parameters")
+    output = t["Outputs"].get("AlarmTopicArn") or {}
+    if rules.ref_target(output.get("Value")) not in topics or "Condition" in output:
+        problems.append("AlarmTopicArn is not always an output naming the stack's topic")
+    subscriptions = [r for r in resources_.values() if r["Type"] == "AWS::SNS::Subscription"]
+    if not any(rules.ref_target(props(s).get("TopicArn")) in topics and props(s).get("Protocol") == "email"
+               and rules.ref_target(props(s).get("Endpoint")) == "AlarmEmail"
+               and "AlarmEmail" in json_dump(t["Conditions"].get(s.get("Condition"), "")) for s in subscriptions):
+        problems.append("no e-mail subscription to the topic when AlarmEmail is given")
+
+    def notifying(pred) -> list[str]:
+        found = [k for k, r in resources_.items() if r["Type"] == "AWS::CloudWatch::Alarm" and pred(props(r))]
+        return [k for k in found if any(rules.ref_target(a) in topics for a in props(resources_[k]).get("AlarmActions") or [])]
+
+    def metric(namespace: str, name: str, target: str | None = None):
+        def pred(p: dict) -> bool:
+            if p.get("Namespace") == namespace and p.get("MetricName") == name:
+                return target is None or any(rules.ref_target(d.get("Value")) == target for d in p.get("Dimensions") or [])
+            stats = [m.get("MetricStat", {}).get("Metric", {}) for m in p.get("Metrics") or []]
+            return target is None and any(s.get("Namespace") == namespace and s.get("MetricName") == name for s in stats)
+        return pred
+
+    wanted = {
+        "Failed requests": metric("ChimeOnboard", "Failed"),
+        "request DLQ depth": metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RequestDeadLetterQueue"),
+        "reply DLQ depth": metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "ReplyDeadLetterQueue"),
+        "function throttles": metric("AWS/Lambda", "Throttles", "OnboardFunction"),
+        "function errors": metric("AWS/Lambda", "Errors", "OnboardFunction"),
+        "request queue oldest message": metric("AWS/SQS", "ApproximateAgeOfOldestMessage", "RequestQueue"),
+        "API 5xx": metric("AWS/ApiGateway", "5xx", "HttpApi"),
+    }
+    problems += [f"no alarm on {what} notifying the topic" for what, pred in wanted.items() if not notifying(pred)]
+    dashboard = json_dump(props(resources_["OnboardingDashboard"]).get("DashboardBody"))
+    problems += [f"{q} is not on the dashboard" for q in ("RequestDeadLetterQueue", "ReplyDeadLetterQueue")
+                 if "${%s.QueueName}" % q not in dashboard]
+    values = [json_dump(o.get("Value")) for o in t["Outputs"].values()]
+    for q, source in (("RequestDeadLetterQueue", "RequestQueue"), ("ReplyDeadLetterQueue", "ReplyQueue")):
+        if json_dump({"Fn::GetAtt": [q, "Arn"]}) not in values:
+            problems.append(f"no output with {q}'s ARN")
+        if not any("start-message-move-task" in v and "${%s.Arn}" % q in v and "${%s.Arn}" % source in v for v in values):
+            problems.append(f"no output with the redrive command for {q}")
+    return problems
+
+
+def test_the_stack_can_be_operated_as_issue_21_asks(template):
+    assert operations_problems(template) == []
+    for mode in MODES:
+        rendered = render.render(template, {**MODES[mode], "AlarmEmail": "ops@example.com"})
+        assert operations_problems(rendered) == [], mode
+    # Without AlarmEmail nothing subscribes, but the topic, its output and the alarms stay.
+    assert operations_problems(render.render(template, {})) == [
+        "no e-mail subscription to the topic when AlarmEmail is given"]
+
+
+OPERATIONS_MUTATIONS: list[tuple[str, Callable[[dict], None]]] = [
+    ("the topic only with AlarmEmail", lambda t: t["Resources"]["AlarmTopic"].update(Condition="HasAlarmEmail")),
+    ("no topic output", lambda t: _drop(t["Outputs"], "AlarmTopicArn")),
+    ("no e-mail subscription", lambda t: _drop(t["Resources"], "AlarmEmailSubscription")),
+    ("no alarm on the request queue's age", lambda t: _drop(t["Resources"], "RequestQueueAgeAlarm")),
+    ("no alarm on API 5xx", lambda t: _drop(t["Resources"], "Api5xxAlarm")),
+    ("the Failed alarm notifies nobody", lambda t: _drop(res(t, "FailedRequestsAlarm"), "AlarmActions")),
+    ("the reply DLQ alarm notifies nobody", lambda t: _drop(res(t, "ReplyDeadLetterQueueAlarm"), "AlarmActions")),
+    ("the reply DLQ is not on the dashboard", lambda t: res(t, "OnboardingDashboard").update(
+        DashboardBody={"Fn::Sub": res(t, "OnboardingDashboard")["DashboardBody"]["Fn::Sub"].replace("${ReplyDeadLetterQueue.QueueName}", "")})),
+    ("DLQ URLs but no ARNs", lambda t: _drop(t["Outputs"], "RequestDeadLetterQueueArn")),
+    ("no redrive command", lambda t: _drop(t["Outputs"], "ReplyRedriveCommand")),
+]
+
+
+@pytest.mark.parametrize("mutation", [m for _, m in OPERATIONS_MUTATIONS], ids=[d for d, _ in OPERATIONS_MUTATIONS])
+def test_the_operations_check_catches_what_was_missing(template, mutation):
+    bad = copy.deepcopy(template)
+    mutation(bad)
+    assert operations_problems(bad) != []
+
+
+def test_releases_watch_only_the_functions_own_health(template):
+    """The canary's rollback alarms are the function's own (an alarm about a DLQ or the
+    queue's age may already be firing and would stop every release), and the release
+    alarm on Failed reacts within the canary's shortest window."""
+    preference = fn(template)["DeploymentPreference"]
+    alarms = [rules.ref_target(a) for a in preference["Alarms"]]
+    assert alarms == ["FunctionErrorsAlarm", "ReleaseFailedRequestsAlarm"]
+    assert fn(template)["AutoPublishAlias"] == "live"
+    strategies = template["Parameters"]["ReleaseStrategy"]
+    assert strategies["Default"].startswith("Canary") and preference["Type"] == {"Ref": "ReleaseStrategy"}
+    shortest = min(int(re.search(r"(\d+)Minute", v).group(1)) for v in strategies["AllowedValues"] if v.startswith("Canary"))
+    for lid in alarms:
+        p = res(template, lid)
+        periods = [p.get("Period")] if "Period" in p else [m["MetricStat"]["Period"] for m in p["Metrics"] if "MetricStat" in m]
+        assert max(periods) * p["EvaluationPeriods"] <= shortest * 60, lid
+
+
+def test_log_level_never_trace(template):
+    levels = template["Parameters"]["LogLevel"]["AllowedValues"]
+    assert "TRACE" not in levels and "DEBUG" in levels
+    assert fn(template)["LoggingConfig"]["ApplicationLogLevel"] == {"Ref": "LogLevel"}

@@ -38,10 +38,12 @@ pub struct Config {
     pub warm_up: bool,
 }
 
-/// `AUTH_REQUIRED`, `AUTH_JWT_ISSUER`, `AUTH_JWT_AUDIENCE` (DESIGN.md, "Who is calling").
+/// `AUTH_REQUIRED`, `AUTH_JWT_ISSUER`, `AUTH_JWT_AUDIENCE`, `AUTH_JWT_SCOPE`
+/// (docs/DESIGN.md, "Who is calling").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// A `POST /accounts` without a principal is refused with `401`.
+    /// A `POST /accounts` without a principal is refused with `401`:
+    /// `AUTH_REQUIRED`, which defaults to true when an issuer is set.
     pub required: bool,
     /// Bearer JWTs the function verifies itself, if set.
     pub jwt: Option<JwtIssuer>,
@@ -54,6 +56,9 @@ pub struct JwtIssuer {
     pub issuer: String,
     /// Accepted `aud` values (or `client_id`, for access tokens without `aud`).
     pub audiences: Vec<String>,
+    /// Scopes a token must all carry in `scope` or `scp` (`AUTH_JWT_SCOPE`,
+    /// space-separated); empty: none asked for.
+    pub scopes: Vec<String>,
 }
 
 /// The OpenID Connect public client the page signs in with (authorization
@@ -242,8 +247,14 @@ fn flag(raw: Option<String>, variable: &'static str) -> Result<Option<bool>, Con
     }
 }
 
+/// The `AUTH_*` variables. An issuer makes sign-in required unless
+/// `AUTH_REQUIRED=false` says otherwise: verifying tokens while letting callers
+/// without one through would be a lock on an open door.
 fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
-    let required = flag(get("AUTH_REQUIRED"), "AUTH_REQUIRED")?.unwrap_or(false);
+    let required = flag(get("AUTH_REQUIRED"), "AUTH_REQUIRED")?;
+    let scopes: Vec<String> = get("AUTH_JWT_SCOPE")
+        .map(|list| list.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
     let audiences: Vec<String> = get("AUTH_JWT_AUDIENCE")
         .map(|list| {
             list.split(',')
@@ -261,6 +272,13 @@ fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, Conf
                 reason: "AUTH_JWT_AUDIENCE is set, so the issuer is needed too".to_owned(),
             })
         }
+        None if !scopes.is_empty() => {
+            return Err(ConfigError {
+                variable: "AUTH_JWT_ISSUER",
+                value: String::new(),
+                reason: "AUTH_JWT_SCOPE is set, so the issuer is needed too".to_owned(),
+            })
+        }
         None => None,
         Some(raw) => {
             let issuer = raw.trim().to_owned();
@@ -274,10 +292,17 @@ fn auth_config(get: &impl Fn(&str) -> Option<String>) -> Result<AuthConfig, Conf
                         .to_owned(),
                 });
             }
-            Some(JwtIssuer { issuer, audiences })
+            Some(JwtIssuer {
+                issuer,
+                audiences,
+                scopes,
+            })
         }
     };
-    Ok(AuthConfig { required, jwt })
+    Ok(AuthConfig {
+        required: required.unwrap_or(jwt.is_some()),
+        jwt,
+    })
 }
 
 fn sign_in(get: &impl Fn(&str) -> Option<String>) -> Result<Option<SignIn>, ConfigError> {
@@ -436,6 +461,7 @@ mod tests {
             Some(JwtIssuer {
                 issuer: "https://cognito-idp.us-east-1.amazonaws.com/pool".to_owned(),
                 audiences: vec!["client-a".to_owned(), "client-b".to_owned()],
+                scopes: Vec::new(),
             })
         );
         let variable = |pairs: &[(&str, &str)]| from(pairs).err().map(|e| e.variable);
@@ -457,6 +483,50 @@ mod tests {
         assert_eq!(http("http://localhost:9400"), None);
         assert_eq!(http("http://issuer.example"), Some("AUTH_JWT_ISSUER"));
         assert_eq!(http("issuer"), Some("AUTH_JWT_ISSUER"));
+        assert_eq!(
+            variable(&[("AUTH_JWT_SCOPE", "accounts.create")]),
+            Some("AUTH_JWT_ISSUER")
+        );
+    }
+
+    #[test]
+    fn an_issuer_requires_sign_in_unless_auth_required_is_false() {
+        let issuer = [
+            ("AUTH_JWT_ISSUER", "https://issuer.example"),
+            ("AUTH_JWT_AUDIENCE", "client"),
+        ];
+        let required = |extra: &[(&str, &str)]| {
+            let mut pairs = issuer.to_vec();
+            pairs.extend_from_slice(extra);
+            from(&pairs).map(|c| c.auth.required)
+        };
+        assert_eq!(required(&[]), Ok(true), "an issuer alone");
+        assert_eq!(required(&[("AUTH_REQUIRED", "false")]), Ok(false));
+        assert_eq!(required(&[("AUTH_REQUIRED", "true")]), Ok(true));
+        // An empty value is unset, not false.
+        assert_eq!(required(&[("AUTH_REQUIRED", " ")]), Ok(true));
+        // Without an issuer, only AUTH_REQUIRED=true requires a principal.
+        assert_eq!(from(&[]).map(|c| c.auth.required), Ok(false));
+        assert_eq!(
+            from(&[("AUTH_REQUIRED", "true")]).map(|c| c.auth.required),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn scopes_are_space_separated() {
+        let config = from(&[
+            ("AUTH_JWT_ISSUER", "https://issuer.example"),
+            ("AUTH_JWT_AUDIENCE", "client"),
+            ("AUTH_JWT_SCOPE", " chime-onboard/accounts.create   openid "),
+        ]);
+        assert_eq!(
+            config.map(|c| c.auth.jwt.map(|j| j.scopes)),
+            Ok(Some(vec![
+                "chime-onboard/accounts.create".to_owned(),
+                "openid".to_owned()
+            ]))
+        );
     }
 
     #[test]

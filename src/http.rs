@@ -162,6 +162,7 @@ impl Failure {
             | Self::IdempotencyKeyInvalid
             | Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::Auth(AuthError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(AuthError::InsufficientScope { .. }) => StatusCode::FORBIDDEN,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Onboard(err) => status_of(err.class()),
         }

@@ -1,7 +1,7 @@
-//! JWT test helpers, shared by `src/auth.rs`'s unit tests (included with
+//! JWT test helpers, shared by `src/auth/`'s unit tests (included with
 //! `#[path]`) and the integration tests: signing keys and their JWKs, token
 //! builders for each way a token can be bad, and a key source that counts fetches.
-//! The including module must have `KeySource` in scope.
+//! The including module must have `KeySource` and `KeyFetchError` in scope.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::KeyPair;
 use serde_json::{json, Value};
 
-use super::KeySource;
+use super::{KeyFetchError, KeySource};
 
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "chime-onboard-web";
@@ -165,12 +165,15 @@ impl StaticKeys {
 
 #[async_trait::async_trait]
 impl KeySource for StaticKeys {
-    async fn fetch(&self) -> Result<Vec<Value>, String> {
+    async fn fetch(&self) -> Result<Vec<Value>, KeyFetchError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.keys
             .lock()
             .unwrap()
             .clone()
-            .ok_or_else(|| "connection refused".to_owned())
+            .ok_or_else(|| KeyFetchError::Request {
+                url: format!("{ISSUER}/.well-known/openid-configuration"),
+                reason: "connection refused".to_owned(),
+            })
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use chime_onboard::auth::KeySource;
+use chime_onboard::auth::{KeyFetchError, KeySource};
 use chime_onboard::{handle, App, Config};
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;

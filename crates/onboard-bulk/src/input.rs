@@ -194,8 +194,8 @@ fn csv(body: &[u8], delimiter: u8, wanted: &str) -> Result<Input, InputError> {
             Ok(true) => {}
             Err(e) => return Err(csv_error(&e, line)),
         }
-        if record.iter().all(|f| f.trim_ascii().is_empty()) {
-            continue; // a blank row of a spreadsheet export (`,,,`)
+        if record.iter().all(<[u8]>::is_empty) {
+            continue; // an empty row of a spreadsheet export (`,,,`); `"   "` is a bad name
         }
         // The line from the byte offset: with CRLF the csv crate starts a record at the
         // `\n` after the `\r` that ended the previous one, and counts its line one short.
@@ -292,6 +292,8 @@ mod tests {
         let file = "\u{feff}Owner,NAME,Team\r\nann,Acme,x\r\nbob,\"Widgets, \"\"Inc.\"\"\",y\r\ncy\r\n,,\r\n";
         let input = auto(file).unwrap();
         assert_eq!(input.columns, vec!["Owner", "Team"]);
+        let spaces = auto("Name\nAcme\n\"   \"\n").unwrap();
+        assert_eq!(names(&spaces), vec![(2, Some("Acme")), (3, Some("   "))]);
         assert_eq!(
             names(&input),
             vec![(2, Some("Acme")), (3, Some("Widgets, \"Inc.\"")), (4, None)]

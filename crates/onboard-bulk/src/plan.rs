@@ -25,7 +25,7 @@ pub struct Duplicate {
 /// The file refused because names repeat.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{} names are on more than one row, so the file is not sent:\n{}\n  \
+    "names on more than one row ({}), so the file is not sent:\n{}\n  \
      pass --allow-duplicate-names to create one account per row",
     .0.len(), list(.0)
 )]

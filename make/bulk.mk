@@ -2,6 +2,7 @@
 #   make bulk-demo N=10000    the whole path (CLI -> queue -> esm-local -> function -> chime-local -> replies -> CLI), checked
 #   make bulk-demo N=2000 RUNS=2   two submits at once against one stack (N rows each)
 #   make test-bulk            onboard-bulk's unit and end-to-end tests (part of make test-rust)
+#   make install-bulk         onboard-bulk on PATH (cargo install, into ~/.cargo/bin)
 
 N ?= 1000
 RUNS ?= 1
@@ -15,7 +16,7 @@ BULK_BURST ?= 10
 BULK_ESM_CONCURRENCY ?= 2
 BULK_MAX_CONCURRENCY ?= 2
 
-.PHONY: bulk-demo test-bulk
+.PHONY: bulk-demo test-bulk install-bulk
 
 bulk-demo: $(VENV_STAMP)
 	cargo build -q -p chime-onboard --bin chime-onboard -p chime-local --bin chime-local \
@@ -26,3 +27,6 @@ bulk-demo: $(VENV_STAMP)
 
 test-bulk: $(VENV_STAMP)
 	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test -p onboard-bulk
+
+install-bulk:
+	cargo install --locked --path crates/onboard-bulk

@@ -66,6 +66,9 @@ ALLOWED_ACTIONS: dict[str, set[str]] = {
     "logs": {"CreateLogStream", "PutLogEvents"},
 }
 SQS_SEND_ACTIONS = {"sendmessage"}
+# The one SQS wildcard: the function replies to onboard-bulk's per-run reply queues,
+# which the CLI creates under this stack's name prefix (policy/bulk-operator.json).
+BULK_RUN_REPLY_QUEUES = {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-bulk-*"}
 # The only routes that may go without an authorizer: the web form and its script and stylesheet.
 PUBLIC_PAGE_PATHS = {"/", "/app.js", "/app.css"}
 # Scopes any signed-in user's token carries: requiring one of them is no restriction.
@@ -455,6 +458,8 @@ def iam_least_privilege(t: dict) -> list[Violation]:
             if any("*" in s for s in strings_in(res)):
                 if res == "*" and services == {"chime"}:
                     continue  # Chime has no resource-level permissions
+                if res == BULK_RUN_REPLY_QUEUES and services == {"sqs"} and names <= SQS_SEND_ACTIONS:
+                    continue  # replies to onboard-bulk's per-run queues (this stack's name prefix)
                 out.append(Violation(rule, sid, f"wildcard resource {res!r} for {sorted(services)}"))
                 continue
             att = getatt(res)

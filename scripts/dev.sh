@@ -55,6 +55,7 @@ AWS_ENDPOINT_URL_CHIME=http://127.0.0.1:$CHIME_PORT
 AWS_ENDPOINT_URL_SQS=$MOTO
 AWS_ENDPOINT_URL_DYNAMODB=$MOTO
 REPLY_QUEUE_URL=$REPLY_QUEUE_URL
+ALLOWED_REPLY_QUEUES=$REPLY_QUEUE_URL,${REPLY_QUEUE_URL%/*}/dev-bulk-*
 IDEMPOTENCY_TABLE=$IDEMPOTENCY_TABLE
 RUST_LOG=info
 ENV
@@ -96,7 +97,7 @@ cat <<MSG
   create:      curl -i -X POST $URL/accounts -H 'content-type: application/json' -d '{"Name":"Acme"}'
   queue:       $VENV/bin/python -c "import boto3; boto3.client('sqs', endpoint_url='$MOTO', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').send_message(QueueUrl='$REQUEST_QUEUE_URL', MessageBody='{\"Name\": \"Acme\", \"RequestId\": \"r-1\"}')"
   replies:     $REPLY_QUEUE_URL   (poller log: .dev/poller.log)
-  bulk:        AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing cargo run -q -p onboard-bulk -- submit names.csv --queue $REQUEST_QUEUE_URL --reply-queue $REPLY_QUEUE_URL --endpoint-url $MOTO --region us-east-1
+  bulk:        AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing cargo run -q -p onboard-bulk -- submit names.csv --queue $REQUEST_QUEUE_URL --reply-queue-prefix dev-bulk- --endpoint-url $MOTO --region us-east-1
   raw events:  $CARGO_LAMBDA lambda invoke chime-onboard --data-file events/sqs-standard-batch.json
   chime-local: http://127.0.0.1:$CHIME_PORT/_chime-local/accounts   (faults: POST /_chime-local/faults)
 Logs of the helpers are in .dev/. Ctrl-C stops everything.

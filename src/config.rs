@@ -14,7 +14,8 @@ use crate::tls::Roots;
 pub struct Config {
     /// Default reply queue for SQS requests.
     pub reply_queue_url: Option<String>,
-    /// Queue URLs a message may name in its `ReplyTo` attribute.
+    /// What a message may name in its `ReplyTo` attribute: queue URLs, and queue-name
+    /// prefixes (a URL whose name ends in `*`), matched parsed by `reply_to`.
     pub allowed_reply_queues: Vec<String>,
     /// DynamoDB table for idempotency records; `None` means at-least-once.
     pub idempotency_table: Option<String>,
@@ -146,7 +147,7 @@ impl Config {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|url| queue_url("ALLOWED_REPLY_QUEUES", url))
+                .map(allowed_reply_queue)
                 .collect::<Result<_, _>>()?,
             None => reply_queue_url.iter().cloned().collect(),
         };
@@ -199,7 +200,7 @@ impl Config {
 
     /// Whether a message may ask for its reply on `queue_url`.
     pub fn reply_queue_allowed(&self, queue_url: &str) -> bool {
-        self.allowed_reply_queues.iter().any(|q| q == queue_url)
+        crate::reply_to::admits(&self.allowed_reply_queues, queue_url)
     }
 }
 
@@ -392,6 +393,22 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// An `ALLOWED_REPLY_QUEUES` entry: a queue URL, or a queue-name prefix (`.../name-*`),
+/// which must parse as `https://host/<account>/<prefix>*`.
+fn allowed_reply_queue(entry: &str) -> Result<String, ConfigError> {
+    if !entry.ends_with('*') {
+        return queue_url("ALLOWED_REPLY_QUEUES", entry);
+    }
+    match crate::reply_to::AllowedQueue::parse(entry) {
+        Ok(_) => Ok(entry.to_owned()),
+        Err(e) => Err(ConfigError {
+            variable: "ALLOWED_REPLY_QUEUES",
+            value: entry.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 fn queue_url(variable: &'static str, url: &str) -> Result<String, ConfigError> {
     if url.starts_with("https://") || url.starts_with("http://") {
         Ok(url.to_owned())
@@ -429,6 +446,20 @@ mod tests {
         assert_eq!(config.allowed_reply_queues, vec![url.to_owned()]);
         assert!(config.reply_queue_allowed(url));
         assert!(!config.reply_queue_allowed("https://elsewhere"));
+    }
+
+    #[test]
+    fn allowed_reply_queues_take_urls_and_name_prefixes() {
+        let base = "https://sqs.us-east-1.amazonaws.com/123456789012";
+        let list = format!("{base}/replies, {base}/stack-bulk-*");
+        let config = from(&[("ALLOWED_REPLY_QUEUES", list.as_str())]).unwrap_or_default();
+        assert!(config.reply_queue_allowed(&format!("{base}/replies")));
+        assert!(config.reply_queue_allowed(&format!("{base}/stack-bulk-r1")));
+        assert!(!config.reply_queue_allowed(&format!("{base}/stack-other")));
+        let err = from(&[("ALLOWED_REPLY_QUEUES", &format!("{base}/*") as &str)]).err();
+        assert_eq!(err.map(|e| e.variable), Some("ALLOWED_REPLY_QUEUES"));
+        let err = from(&[("ALLOWED_REPLY_QUEUES", "https://sqs.example/bulk-*")]).err();
+        assert_eq!(err.map(|e| e.variable), Some("ALLOWED_REPLY_QUEUES"));
     }
 
     #[test]

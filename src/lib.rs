@@ -16,7 +16,8 @@
 //!   their AWS SDK implementations;
 //! - [`auth`] says who is calling (authorizer claims, IAM caller, or a bearer
 //!   JWT it verifies itself); [`web`] is the self-service page and its HTML answers;
-//! - [`config`] reads and validates the environment; [`tls`] builds the one
+//! - [`config`] reads and validates the environment ([`reply_to`]: which
+//!   queues a `ReplyTo` may name); [`tls`] builds the one
 //!   HTTPS client the SDK clients share; [`metrics`] writes CloudWatch
 //!   embedded-metric-format lines per invocation; [`warm`] pays the first
 //!   request's one-time costs while the runtime fetches the first event.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod onboard;
 pub mod onboarding;
 pub mod reply;
+pub mod reply_to;
 pub mod sqs;
 pub mod tls;
 pub mod warm;

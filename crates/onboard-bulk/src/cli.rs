@@ -11,13 +11,16 @@ use crate::state::AwsSettings;
 /// Onboard a file of Amazon Chime account names through chime-onboard's request queue.
 ///
 /// Every name is checked locally first (the function's own rule); good rows go to the
-/// request queue, replies are collected from the reply queue, and a report says for every
-/// row the AccountId or why not. The run's state is saved beside the report: `resume`
-/// continues an interrupted run, and re-sending a row never creates a second account
-/// (each row's RequestId is derived from the file and the row).
+/// request queue, replies come back on a reply queue of the run's own (created under the
+/// allow-listed prefix, deleted when the run is collected), and a report says for every
+/// row the AccountId or why not, with the input's other columns. The run's state is saved
+/// beside the report: `resume` continues an interrupted run. A row's RequestId comes from
+/// the batch id (the file's name), the name and its occurrence, so sending a row again,
+/// or a corrected file of the same name, never creates a second account for it.
 ///
-/// Exit codes: 0 every row was created; 1 some rows were rejected, failed or are
-/// unanswered; 2 the command could not run (usage, file, state or queue errors).
+/// Exit codes: 0 every row was created (dry run: every row would be sent); 1 some rows
+/// were rejected, failed or are unanswered; 2 the command could not run (usage, file,
+/// duplicate names, state, lock or queue errors).
 #[derive(Debug, Parser)]
 #[command(name = "onboard-bulk", version)]
 pub struct Cli {
@@ -30,7 +33,7 @@ pub enum Command {
     /// Check, send and collect a file of names; write the report and the state file.
     Submit(SubmitArgs),
     /// Continue a run from its state file: re-send the rows without a final reply (and the
-    /// failed ones) and keep collecting.
+    /// failed ones) and keep collecting. One process at a time per state file.
     Resume(ResumeArgs),
     /// Print a run's counts from its state file (no AWS calls).
     Status(StatusArgs),
@@ -38,22 +41,35 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// The names: a CSV with a name column, or one name per line.
+    /// The names: a CSV with a `name` column (any case; other columns are kept for the
+    /// report), or plain text with one name per line.
     pub file: PathBuf,
-    /// URL of the function's request queue.
-    #[arg(long, value_name = "URL")]
-    pub queue: String,
-    /// URL of the queue the function replies to (it must be in the function's
-    /// ALLOWED_REPLY_QUEUES, or be its REPLY_QUEUE_URL).
-    #[arg(long, value_name = "URL")]
-    pub reply_queue: String,
-    /// CSV column that holds the names.
-    #[arg(long, default_value = "Name", value_name = "COLUMN")]
-    pub name_column: String,
-    /// How to read FILE: `auto` reads a CSV when its first line has the name column,
-    /// otherwise one name per line.
+    /// URL of the function's request queue (the stack's RequestQueueUrl output).
+    #[arg(long, value_name = "URL", env = "ONBOARD_BULK_QUEUE")]
+    pub queue: Option<String>,
+    /// Queue-name prefix for the run's own reply queue (the stack's BulkReplyQueuePrefix
+    /// output); the function's ALLOWED_REPLY_QUEUES must admit it.
+    #[arg(long, value_name = "PREFIX", env = "ONBOARD_BULK_REPLY_QUEUE_PREFIX")]
+    pub reply_queue_prefix: Option<String>,
+    /// CSV column that holds the names (matched in any case) [default: name].
+    #[arg(long, value_name = "COLUMN")]
+    pub name_column: Option<String>,
+    /// How to read FILE: `auto` reads a CSV when its header has the name column, refuses
+    /// a CSV-shaped file without one, and otherwise reads one name per line.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// What the RequestIds derive from, with each name [default: FILE's name]. Two files
+    /// of the same name share it: give one of them another batch id.
+    #[arg(long, value_name = "ID")]
+    pub batch_id: Option<String>,
+    /// Send a name that is on several rows once per row (one account each) instead of
+    /// refusing the file.
+    #[arg(long)]
+    pub allow_duplicate_names: bool,
+    /// Send nothing: print one JSON line per message that would be sent
+    /// (`{"row", "body"}`, plus `"group"` when --queue ends in .fifo). Needs only FILE.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Where to write the report [default: FILE with the extension `.report.csv`]. The
     /// state file goes beside it (`.state.json`).
     #[arg(long, value_name = "PATH")]
@@ -155,8 +171,8 @@ mod tests {
             "names.csv",
             "--queue",
             "q",
-            "--reply-queue",
-            "r",
+            "--reply-queue-prefix",
+            "stack-bulk-",
             "--endpoint-url",
             "http://127.0.0.1:4566",
             "--json",
@@ -165,10 +181,17 @@ mod tests {
         let Command::Submit(args) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(args.name_column, "Name");
-        assert!(args.run.json);
+        assert_eq!(args.name_column, None);
+        assert_eq!(args.reply_queue_prefix.as_deref(), Some("stack-bulk-"));
+        assert!(args.run.json && !args.dry_run && !args.allow_duplicate_names);
         assert_eq!(args.run.concurrency, 8);
-        assert!(Cli::try_parse_from(["onboard-bulk", "submit", "f"]).is_err());
+        // A dry run needs nothing but the file.
+        let dry = Cli::try_parse_from(["onboard-bulk", "submit", "f", "--dry-run"]).unwrap();
+        assert!(matches!(
+            dry.command,
+            Command::Submit(SubmitArgs { dry_run: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["onboard-bulk", "submit"]).is_err());
         assert!(
             Cli::try_parse_from(["onboard-bulk", "status", "s", "--concurrency", "0"]).is_err()
         );

@@ -1,5 +1,5 @@
-//! Collecting replies: which messages on the reply queue belong to this run, what a reply
-//! does to its row, and the long-poll loop.
+//! Collecting replies from the run's own reply queue: which messages are this run's, what
+//! a reply does to its row, and the long-poll loop.
 //!
 //! The reply format is the function's own type (`chime_onboard::wire::Reply`, DESIGN.md
 //! "SQS contract"); this module only reads it.
@@ -7,9 +7,9 @@
 //! Rules:
 //! - a message is this run's when its `CorrelationId` attribute (or, without one, the
 //!   body's `CorrelationId`) is the run id;
-//! - another run's message is released (visibility back to 0) at once, never deleted: it
-//!   comes straight back for that run, which may share the queue;
-//! - this run's message is deleted only after the state that records it is on disk, so a
+//! - the queue is the run's alone (no other run replies to it), so anything else on it is
+//!   a stray: counted and deleted, never handed back to loop until a DLQ;
+//! - every message is deleted only after the state that records it is on disk, so a
 //!   crash in between loses nothing (the reply is received again and counts once);
 //! - a row moves only towards a more final status: a duplicate reply counts once, a
 //!   `Created` after a `Failed` wins, a late `Failed` never undoes a `Created`.
@@ -38,7 +38,7 @@ pub fn row_status(status: Status) -> RowStatus {
 pub enum Classified {
     /// A reply of this run.
     Ours(Box<Reply>),
-    /// Someone else's message: release it.
+    /// Not this run's (a stray on the run's queue): deleted.
     Foreign,
     /// Marked as this run's but unreadable: dropped with a warning.
     Unreadable(String),
@@ -106,8 +106,8 @@ pub struct ReplyStats {
     pub duplicates: u64,
     /// `Created` twice for one row with different AccountIds.
     pub conflicts: u64,
-    /// Other runs' messages released.
-    pub released: u64,
+    /// Messages on the run's queue that were not this run's replies (deleted).
+    pub strays: u64,
     /// This run's messages that could not be read, or name no row of the run.
     pub unreadable: u64,
 }
@@ -166,15 +166,14 @@ impl Tracker {
         }
     }
 
-    /// Takes received messages: records this run's replies (their handles wait for the
-    /// next state write) and returns the handles of other runs' messages, to release.
-    pub fn take(&mut self, messages: Vec<Incoming>) -> Vec<String> {
-        let mut release = Vec::new();
+    /// Takes received messages: records this run's replies; every handle waits for the
+    /// next state write, then is deleted.
+    pub fn take(&mut self, messages: Vec<Incoming>) {
         for message in messages {
             match classify(&message, &self.state.run_id) {
                 Classified::Foreign => {
-                    self.stats.released += 1;
-                    release.push(message.receipt_handle);
+                    self.stats.strays += 1;
+                    self.deletes.push(message.receipt_handle);
                 }
                 Classified::Unreadable(_) => {
                     self.stats.unreadable += 1;
@@ -199,7 +198,6 @@ impl Tracker {
                 }
             }
         }
-        release
     }
 
     /// Takes the handles to delete once the current state is written.
@@ -249,7 +247,7 @@ impl Default for CollectOptions {
 }
 
 /// Receives until `stop` turns true. A receive already in flight is finished and its
-/// messages handled (another run's are released), so stopping never strands a reply.
+/// messages recorded, so stopping never strands a reply.
 pub async fn receive_loop(
     queue: &dyn ReplyQueue,
     tracker: &Mutex<Tracker>,
@@ -275,13 +273,9 @@ pub async fn receive_loop(
                 continue;
             }
         };
-        let release = match tracker.lock() {
+        match tracker.lock() {
             Ok(mut tracker) => tracker.take(messages),
             Err(_) => return Err(QueueError("the run's state is poisoned".into())),
-        };
-        for chunk in release.chunks(10) {
-            // If this fails the messages come back when their visibility timeout ends.
-            let _ = queue.release(chunk).await;
         }
     }
     Ok(())
@@ -398,13 +392,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_tracker_releases_foreign_messages_and_deletes_ours_only_when_asked() {
+    fn the_tracker_records_ours_counts_strays_and_deletes_only_when_asked() {
         let mut rows = vec![row(2, RowStatus::Pending), row(3, RowStatus::Pending)];
         rows[0].request_id = "bulk-2".into();
         rows[1].request_id = "bulk-3".into();
         let mut tracker = Tracker::new(state(rows));
         tracker.mark_sent(&[0, 1]);
-        let release = tracker.take(vec![
+        tracker.take(vec![
             incoming(
                 "h1",
                 wire("bulk-2", Some("run-1"), Status::Created),
@@ -426,19 +420,18 @@ pub(crate) mod tests {
                 Some("run-1"),
             ),
         ]);
-        assert_eq!(release, vec!["h3".to_owned()]);
         assert_eq!(
             tracker.stats,
             ReplyStats {
                 applied: 1,
                 duplicates: 1,
                 conflicts: 0,
-                released: 1,
+                strays: 1,
                 unreadable: 1
             }
         );
         assert!(!tracker.all_answered());
-        assert_eq!(tracker.take_deletes(), vec!["h1", "h2", "h4"]);
+        assert_eq!(tracker.take_deletes(), vec!["h1", "h2", "h3", "h4"]);
         assert!(tracker.take_deletes().is_empty());
         tracker.take(vec![incoming(
             "h5",
@@ -454,7 +447,6 @@ pub(crate) mod tests {
     #[derive(Default)]
     pub(crate) struct FakeReplies {
         pub visible: Mutex<Vec<Incoming>>,
-        pub released: Mutex<Vec<String>>,
     }
 
     #[async_trait]
@@ -473,14 +465,10 @@ pub(crate) mod tests {
         async fn delete(&self, _: &[String]) -> Result<(), QueueError> {
             Ok(())
         }
-        async fn release(&self, handles: &[String]) -> Result<(), QueueError> {
-            self.released.lock().unwrap().extend_from_slice(handles);
-            Ok(())
-        }
     }
 
     #[tokio::test]
-    async fn the_loop_records_replies_and_releases_the_rest_until_stopped() {
+    async fn the_loop_records_replies_and_strays_until_stopped() {
         let mut rows = vec![row(2, RowStatus::Sent)];
         rows[0].request_id = "bulk-2".into();
         let tracker = Mutex::new(Tracker::new(state(rows)));
@@ -508,7 +496,8 @@ pub(crate) mod tests {
         };
         let (result, ()) = tokio::join!(collect, stopper);
         result.unwrap();
-        assert!(tracker.lock().unwrap().all_answered());
-        assert_eq!(*queue.released.lock().unwrap(), vec!["h1".to_owned()]);
+        let tracker = tracker.lock().unwrap();
+        assert!(tracker.all_answered());
+        assert_eq!(tracker.stats.strays, 1);
     }
 }

@@ -1,5 +1,6 @@
 //! The SQS port: the few calls `submit` and `collect` make, as two small traits, and
-//! their `aws-sdk-sqs` implementation ([`SqsQueues`]). Unit tests use in-memory fakes.
+//! their `aws-sdk-sqs` implementation ([`SqsQueues`]), plus creating and deleting a run's
+//! own reply queue. Unit tests use in-memory fakes.
 //!
 //! The SDK client uses the function's HTTPS client (`chime_onboard::tls`: rustls on ring,
 //! the Amazon roots, or the platform store when `SSL_CERT_FILE`/`SSL_CERT_DIR` is set).
@@ -7,8 +8,8 @@
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 use chime_onboard::tls;
@@ -21,6 +22,9 @@ use chime_onboard::wire::{CORRELATION_ID, REPLY_TO};
 pub struct Outgoing {
     pub id: String,
     pub body: String,
+    /// For a FIFO queue: the `MessageGroupId`, also the `MessageDeduplicationId`
+    /// (the row's `RequestId`, see `request`).
+    pub group: Option<String>,
 }
 
 /// An entry of a batch that SQS did not take.
@@ -62,10 +66,8 @@ pub trait ReplyQueue: Send + Sync {
         wait_secs: i32,
         visibility_secs: i32,
     ) -> Result<Vec<Incoming>, QueueError>;
-    /// Deletes up to ten messages (this run's, once recorded).
+    /// Deletes up to ten messages (once recorded).
     async fn delete(&self, receipt_handles: &[String]) -> Result<(), QueueError>;
-    /// Makes up to ten messages visible again at once (another run's).
-    async fn release(&self, receipt_handles: &[String]) -> Result<(), QueueError>;
 }
 
 /// Builds the SQS client from the run's AWS settings and the environment.
@@ -110,6 +112,39 @@ fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
         .map_err(describe)
 }
 
+/// How long a run's reply queue keeps replies: SQS's longest, so a run resumed within
+/// the idempotency records' lifetime (14 days by default) still finds them.
+const REPLY_RETENTION_SECS: &str = "1209600";
+
+/// Creates a run's reply queue (again, on `resume`: `CreateQueue` with the same name and
+/// attributes returns the existing queue). No redrive policy: a reply is never
+/// dead-lettered, however long its run is left unfinished.
+pub async fn create_reply_queue(client: &Client, name: &str) -> Result<String, QueueError> {
+    client
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            REPLY_RETENTION_SECS,
+        )
+        .send()
+        .await
+        .map_err(|e| QueueError(format!("creating the reply queue {name}: {}", describe(e))))?
+        .queue_url
+        .ok_or_else(|| QueueError(format!("creating the reply queue {name}: no URL returned")))
+}
+
+/// Deletes a run's reply queue once no row waits for a reply.
+pub async fn delete_reply_queue(client: &Client, url: &str) -> Result<(), QueueError> {
+    client
+        .delete_queue()
+        .queue_url(url)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| QueueError(format!("deleting the reply queue {url}: {}", describe(e))))
+}
+
 /// The run's two queues over `aws-sdk-sqs`.
 #[derive(Debug, Clone)]
 pub struct SqsQueues {
@@ -149,6 +184,8 @@ impl RequestQueue for SqsQueues {
                     .message_body(&entry.body)
                     .message_attributes(REPLY_TO, reply_to.clone())
                     .message_attributes(CORRELATION_ID, correlation.clone())
+                    .set_message_group_id(entry.group.clone())
+                    .set_message_deduplication_id(entry.group.clone())
                     .build()
                     .map_err(describe)?,
             );
@@ -230,27 +267,5 @@ impl ReplyQueue for SqsQueues {
                 f.code
             ))),
         }
-    }
-
-    async fn release(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        if receipt_handles.is_empty() {
-            return Ok(());
-        }
-        let mut request = self
-            .client
-            .change_message_visibility_batch()
-            .queue_url(&self.reply_queue_url);
-        for (i, handle) in receipt_handles.iter().enumerate() {
-            request = request.entries(
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .build()
-                    .map_err(describe)?,
-            );
-        }
-        request.send().await.map_err(describe)?;
-        Ok(())
     }
 }

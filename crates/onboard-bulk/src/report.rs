@@ -3,7 +3,8 @@
 //!
 //! Report columns: `Row` (line in the input file), `Name` (as written), `RequestId`,
 //! `Status` (`Created`, `Rejected`, `Failed`, or `Unanswered` when no reply came yet),
-//! `AccountId`, `ErrorCode`, `Message`.
+//! `AccountId`, `ErrorCode`, `Message`, then the input's other columns as they were (one
+//! whose header is one of those names gets `Input ` in front).
 
 use std::path::{Path, PathBuf};
 
@@ -41,21 +42,41 @@ fn message(row: &Row) -> String {
     }
 }
 
+/// The report's header: [`COLUMNS`], then the input's other columns.
+pub fn header(state: &RunState) -> Vec<String> {
+    let ours = |c: &str| COLUMNS.iter().any(|o| o.eq_ignore_ascii_case(c.trim()));
+    COLUMNS
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(state.columns.iter().map(|c| {
+            if ours(c) {
+                format!("Input {c}")
+            } else {
+                c.clone()
+            }
+        }))
+        .collect()
+}
+
 /// The report as CSV bytes.
 pub fn to_csv(state: &RunState) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
     // Writing to a Vec cannot fail on I/O; a failed record would only shorten the report.
-    let _ = writer.write_record(COLUMNS);
+    let _ = writer.write_record(header(state));
     for row in &state.rows {
-        let _ = writer.write_record([
-            row.row.to_string().as_str(),
-            &row.name,
-            &row.request_id,
-            status(row),
-            row.account_id.as_deref().unwrap_or(""),
-            row.error_code.as_deref().unwrap_or(""),
-            &message(row),
-        ]);
+        let fixed = [
+            row.row.to_string(),
+            row.name.clone(),
+            row.request_id.clone(),
+            status(row).to_owned(),
+            row.account_id.clone().unwrap_or_default(),
+            row.error_code.clone().unwrap_or_default(),
+            message(row),
+        ];
+        let extra = (0..state.columns.len()).map(|i| row.extra.get(i).cloned().unwrap_or_default());
+        let _ = writer.write_record(fixed.into_iter().chain(extra));
     }
     writer.into_inner().unwrap_or_default()
 }
@@ -179,6 +200,23 @@ mod tests {
                 "5,Name 5,bulk-5,Unanswered,,,not sent yet",
             ]
         );
+    }
+
+    #[test]
+    fn the_report_keeps_the_input_s_other_columns() {
+        let mut rows = vec![row(2, RowStatus::Created), row(3, RowStatus::Rejected)];
+        rows[0].extra = vec!["ann@example.com".into(), "x".into()];
+        rows[1].extra = vec!["bob@example.com".into()];
+        let mut s = state(rows);
+        s.columns = vec!["owner".into(), "status".into()];
+        let csv = String::from_utf8(to_csv(&s)).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Row,Name,RequestId,Status,AccountId,ErrorCode,Message,owner,Input status"
+        );
+        assert!(lines[1].ends_with(",ann@example.com,x"), "{}", lines[1]);
+        assert!(lines[2].ends_with(",bob@example.com,"), "{}", lines[2]);
     }
 
     #[test]

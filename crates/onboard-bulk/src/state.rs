@@ -3,14 +3,16 @@
 //! the old one), so a crash or a SIGKILL leaves either the previous state or the new one.
 //!
 //! `resume` and `status` read it; nothing else is needed to continue a run (the names
-//! are in it, so the input file may move).
+//! are in it, so the input file may move). One process at a time runs a state file:
+//! [`StateLock`] holds an OS lock on `<state>.lock` for as long as the run lasts, and
+//! the OS lets go of it when the process ends, however it ends.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Format version of the state file.
-pub const VERSION: u32 = 1;
+/// Format version of the state file (2: per-run reply queues, batch ids, input columns).
+pub const VERSION: u32 = 2;
 
 /// Where a row stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,9 @@ pub struct Row {
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The input's other columns for this row (see [`RunState::columns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
 }
 
 /// The AWS settings a run was started with, so `resume` reaches the same queues.
@@ -80,12 +85,19 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     pub version: u32,
-    /// The `CorrelationId` of the run's messages; a resumed run keeps it.
+    /// The `CorrelationId` of the run's messages and the end of its reply queue's name;
+    /// a resumed run keeps it.
     pub run_id: String,
     pub file: PathBuf,
-    pub file_sha256: String,
+    /// What the `RequestId`s are derived from with each name (the file's name by default).
+    pub batch_id: String,
     pub queue_url: String,
+    /// The run's own reply queue, created by the CLI under the allow-listed prefix and
+    /// deleted once no row waits for a reply.
     pub reply_queue_url: String,
+    /// The input's columns other than the name, kept for the report.
+    #[serde(default)]
+    pub columns: Vec<String>,
     pub report: PathBuf,
     pub aws: AwsSettings,
     /// Seconds since the epoch when the run was first submitted.
@@ -135,6 +147,42 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "another onboard-bulk is running {path} (it holds {path}.lock); wait for it, or stop it \
+         with Ctrl-C, then run this again"
+    )]
+    Locked { path: PathBuf },
+}
+
+/// The exclusive right to run a state file, held until dropped (or the process ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `state` (`<state>.lock` beside it), or says who holds it.
+    pub fn acquire(state: &Path) -> Result<Self, StateError> {
+        let mut path = state.as_os_str().to_owned();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
+                path: state.to_owned(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Write { path, source }),
+        }
+    }
 }
 
 impl RunState {
@@ -222,6 +270,7 @@ pub(crate) mod tests {
             account_id: None,
             error_code: None,
             message: None,
+            extra: Vec::new(),
         }
     }
 
@@ -230,9 +279,10 @@ pub(crate) mod tests {
             version: VERSION,
             run_id: "run-1".into(),
             file: "names.csv".into(),
-            file_sha256: "00".into(),
+            batch_id: "names.csv".into(),
             queue_url: "http://127.0.0.1:1/000000000000/requests".into(),
-            reply_queue_url: "http://127.0.0.1:1/000000000000/replies".into(),
+            reply_queue_url: "http://127.0.0.1:1/000000000000/stack-bulk-run-1".into(),
+            columns: Vec::new(),
             report: "names.report.csv".into(),
             aws: AwsSettings::default(),
             started_at: 1,
@@ -264,6 +314,18 @@ pub(crate) mod tests {
         assert_eq!(RunState::load(&path).unwrap(), s);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn one_process_at_a_time_holds_a_state_file() {
+        let dir = temp_dir("lock");
+        let path = dir.join("x.state.json");
+        let held = StateLock::acquire(&path).unwrap();
+        let err = StateLock::acquire(&path).unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("another onboard-bulk is running"));
+        drop(held);
+        assert!(StateLock::acquire(&path).is_ok());
     }
 
     #[test]

@@ -15,11 +15,13 @@ use crate::queue::{FailedEntry, Outgoing, QueueError, RequestQueue};
 /// The most messages one `SendMessageBatch` takes.
 pub const BATCH: usize = 10;
 
-/// One row to send: `index` is its place in the state, `id` unique within the run.
+/// One row to send: `index` is its place in the state (and its entry id in a batch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToSend {
     pub index: usize,
     pub body: String,
+    /// The FIFO `MessageGroupId` (and deduplication id), for a FIFO queue.
+    pub group: Option<String>,
 }
 
 /// How hard to push and to retry.
@@ -119,6 +121,7 @@ async fn send_batch(
             .map(|r| Outgoing {
                 id: r.index.to_string(),
                 body: r.body.clone(),
+                group: r.group.clone(),
             })
             .collect();
         let failed = match queue.send_batch(&entries).await {
@@ -204,6 +207,7 @@ pub(crate) mod tests {
             .map(|index| ToSend {
                 index,
                 body: format!("{{\"n\":{index}}}"),
+                group: None,
             })
             .collect()
     }

@@ -3,6 +3,8 @@
 //! the binary. Kept small (a few hundred rows) so they stay quick.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// --dry-run on each file shape of the contract: the binary alone, no AWS.
+mod dry_run;
 // moto, chime-local, the in-process event source mapping, the CLI as a child process.
 mod support;
 
@@ -49,17 +51,24 @@ async fn wait_for(state: &Path, what: &str, done: impl Fn(&RunState) -> bool) {
     }
 }
 
-/// Reads a report: row -> (name, status, account id, error code).
+/// Reads a report: row -> (name, status, account id, error code); the input's `Owner`
+/// column is kept after the report's own.
 fn read_report(path: &Path) -> Vec<(u64, String, String, String, String)> {
     let mut reader = csv::Reader::from_path(path).unwrap();
+    let mut columns: Vec<String> = onboard_bulk::report::COLUMNS.map(String::from).to_vec();
+    columns.push("Owner".into());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        onboard_bulk::report::COLUMNS
+        columns
     );
     reader
         .records()
         .map(|r| {
             let r = r.unwrap();
+            assert!(
+                r[7].starts_with("owner"),
+                "the input's column is kept: {r:?}"
+            );
             (
                 r[0].parse().unwrap(),
                 r[1].to_owned(),
@@ -185,6 +194,17 @@ async fn an_interrupted_and_a_killed_run_resume_to_one_account_per_row() {
         .cli("resume1", &["resume", &state_arg, "--progress-every", "1"])
         .spawn()
         .unwrap();
+    let target = after_int.created + 10;
+    wait_for(&state, "10 more created", |s| s.counts().created >= target).await;
+    // One process per state file: a second resume is refused while this one runs.
+    let second = world
+        .cli("resume-twice", &["resume", &state_arg])
+        .status()
+        .await
+        .unwrap();
+    let out = world.output("resume-twice");
+    assert_eq!(second.code(), Some(2), "{out}");
+    assert!(out.contains("another onboard-bulk is running"), "{out}");
     let target = after_int.created + 30;
     wait_for(&state, "30 more created", |s| s.counts().created >= target).await;
     run.start_kill().unwrap();
@@ -200,6 +220,9 @@ async fn an_interrupted_and_a_killed_run_resume_to_one_account_per_row() {
     assert_eq!(summary["unanswered"], 0, "{out}");
     assert_eq!(check_report(&world, &report, &good, rejected), good.len());
     assert_eq!(world.chime.accounts().len(), good.len());
+    // The run's reply queue went with the run; nothing strayed to the stack's queue.
+    assert!(world.run_queues().await.is_empty());
+    assert_eq!(world.stack_replies().await, 0);
 
     // status reads the finished run without AWS.
     let status = world
@@ -214,7 +237,7 @@ async fn an_interrupted_and_a_killed_run_resume_to_one_account_per_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_runs_at_once_on_one_reply_queue_both_complete() {
+async fn two_runs_at_once_each_on_its_own_reply_queue_both_complete() {
     let world = World::start(200.0, 4).await;
     let mut runs = Vec::new();
     let mut expected = Vec::new();
@@ -244,4 +267,71 @@ async fn two_runs_at_once_on_one_reply_queue_both_complete() {
         total += check_report(&world, report, good, *rejected);
     }
     assert_eq!(world.chime.accounts().len(), total);
+    assert!(world.run_queues().await.is_empty());
+    assert_eq!(world.stack_replies().await, 0);
+}
+
+/// The report's AccountId per name.
+fn accounts_by_name(report: &Path) -> HashMap<String, String> {
+    read_report(report)
+        .into_iter()
+        .filter(|r| r.2 == "Created")
+        .map(|r| (r.1, r.3))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrected_file_resubmitted_creates_only_the_changed_rows() {
+    let world = World::start(200.0, 4).await;
+    // Two folders, one file name: the batch id is the name, so both are one batch.
+    let (first_dir, second_dir) = (world.dir.join("monday"), world.dir.join("tuesday"));
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("Resubmit Corp {i}")).collect();
+    let csv = |names: &[String]| {
+        let rows: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n},owner{i}\n"))
+            .collect();
+        format!("Name,Owner\n{rows}")
+    };
+    let mut typo = names.clone();
+    typo[7] = "Resubmit Crop 7".into();
+    let first = first_dir.join("customers.csv");
+    std::fs::write(&first, csv(&typo)).unwrap();
+    let run = |tag: &'static str, file: std::path::PathBuf| {
+        let report = file.with_extension("report.csv");
+        let args = world.submit_args(&file, &report);
+        let command = world.cli(tag, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        (command, report)
+    };
+    let (mut command, first_report) = run("first", first.clone());
+    let status = command.status().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", world.output("first"));
+    assert_eq!(world.chime.accounts().len(), 20);
+
+    // The corrected file, resubmitted: one new account, the rest answered as before.
+    let second = second_dir.join("customers.csv");
+    std::fs::write(&second, csv(&names)).unwrap();
+    let (mut command, second_report) = run("second", second);
+    let status = command.status().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", world.output("second"));
+    assert_eq!(
+        world.chime.accounts().len(),
+        21,
+        "only the corrected row is new"
+    );
+    let before = accounts_by_name(&first_report);
+    let after = accounts_by_name(&second_report);
+    assert_eq!(after.len(), 20);
+    for name in names.iter().filter(|n| *n != &names[7]) {
+        assert_eq!(before.get(name), after.get(name), "{name} kept its account");
+    }
+    assert!(!before.contains_key(&names[7]));
+    assert!(world
+        .chime
+        .accounts()
+        .iter()
+        .any(|a| Some(&a.account_id) == after.get(&names[7])));
 }

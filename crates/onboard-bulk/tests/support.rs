@@ -25,7 +25,11 @@ const MAX_RECEIVE_COUNT: u32 = 50;
 pub struct World {
     pub chime: chime_local::Handle,
     pub request_queue: String,
+    /// The stack's own reply queue (the function's `REPLY_QUEUE_URL`): a run never uses it.
     pub reply_queue: String,
+    /// The queue-name prefix the function admits for per-run reply queues.
+    pub reply_prefix: String,
+    pub sqs: aws_sdk_sqs::Client,
     pub dir: PathBuf,
     stop: Arc<AtomicBool>,
 }
@@ -57,10 +61,19 @@ impl World {
         )
         .await;
         let reply_queue = create_queue(&sqs, &unique("replies"), &[]).await;
+        // As the template: the reply queue and the per-run prefix, same account and endpoint.
+        let reply_prefix = format!("{}-", unique("bulk"));
+        let account_base = reply_queue
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or_default();
         let table = create_table(&test_support::dynamodb_client()).await;
         let config = Config {
             reply_queue_url: Some(reply_queue.clone()),
-            allowed_reply_queues: vec![reply_queue.clone()],
+            allowed_reply_queues: vec![
+                reply_queue.clone(),
+                format!("{account_base}/{reply_prefix}*"),
+            ],
             idempotency_table: Some(table),
             max_receive_count: MAX_RECEIVE_COUNT,
             ..Config::default()
@@ -98,9 +111,41 @@ impl World {
             chime,
             request_queue,
             reply_queue,
+            reply_prefix,
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_config().build()),
             dir,
             stop,
         }
+    }
+
+    /// The per-run reply queues of this world that still exist.
+    pub async fn run_queues(&self) -> Vec<String> {
+        self.sqs
+            .list_queues()
+            .queue_name_prefix(&self.reply_prefix)
+            .send()
+            .await
+            .expect("list queues")
+            .queue_urls
+            .unwrap_or_default()
+    }
+
+    /// Messages on the stack's reply queue (a reply that went astray).
+    pub async fn stack_replies(&self) -> usize {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.reply_queue)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Names of the accounts chime-local holds.
@@ -134,8 +179,8 @@ impl World {
             file.display().to_string(),
             "--queue".into(),
             self.request_queue.clone(),
-            "--reply-queue".into(),
-            self.reply_queue.clone(),
+            "--reply-queue-prefix".into(),
+            self.reply_prefix.clone(),
             "--report".into(),
             report.display().to_string(),
             "--endpoint-url".into(),

@@ -9,12 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{Cli, Command, ResumeArgs, RunOptions, StatusArgs, SubmitArgs};
 use crate::engine::engine;
-use crate::input::{self, Format};
+use crate::input::{self, Format, InputError};
 use crate::plan::{self, Duplicates};
-use crate::queue::{self, SqsQueues};
+use crate::queue::{self, QueueError, SqsQueues};
 use crate::report::Summary;
-use crate::request::{batch_id_of, is_fifo, reply_queue_name, run_id};
-use crate::state::{self, AwsSettings, RowStatus, RunState, StateLock, VERSION};
+use crate::request::{batch_id_of, is_fifo, reply_queue_name, run_id, BadPrefix};
+use crate::state::{self, AwsSettings, RowStatus, RunState, StateError, StateLock, VERSION};
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +45,51 @@ impl Exit {
     }
 }
 
-/// A reason the command cannot run, said to the user as is.
-#[derive(Debug)]
-pub struct Refusal(pub String);
-
-impl<E: std::fmt::Display> From<E> for Refusal {
-    fn from(e: E) -> Self {
-        Self(e.to_string())
-    }
+/// Why the command cannot run as asked (exit 2); each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The input file cannot be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not names as the contract reads them (e.g. a table without a name column).
+    #[error("{}: {source}", path.display())]
+    Input { path: PathBuf, source: InputError },
+    /// A name stands on more than one row and `--allow-duplicate-names` was not given.
+    #[error("{}: {duplicates}", path.display())]
+    DuplicateNames {
+        path: PathBuf,
+        duplicates: Duplicates,
+    },
+    /// Sending needs a queue (or prefix) that neither the flag nor the environment gave.
+    #[error(
+        "{flag} is needed to send (or set {env}); --dry-run shows what would be sent without it"
+    )]
+    Missing {
+        flag: &'static str,
+        env: &'static str,
+    },
+    /// The report's state file already holds a run: resume it, or start another report.
+    #[error(
+        "{} already holds a run for this report: `onboard-bulk resume {0}` continues it and \
+         `onboard-bulk status {0}` shows it; to start a new run pass another --report, or delete it",
+        state.display()
+    )]
+    RunExists { state: PathBuf },
+    /// The request or reply queue cannot be used with these settings.
+    #[error("{source}\n  check the queue URLs, --endpoint-url, --region and the credentials")]
+    QueuesUnusable { source: QueueError },
+    /// The state file cannot be locked, read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// `--reply-queue-prefix` cannot name an SQS queue.
+    #[error(transparent)]
+    Prefix(#[from] BadPrefix),
+    /// An SQS call (client set-up, creating the run's reply queue) failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 /// Runs the parsed command line.
@@ -64,8 +101,8 @@ pub async fn main(cli: Cli) -> Exit {
     };
     match result {
         Ok(exit) => exit,
-        Err(Refusal(message)) => {
-            eprintln!("onboard-bulk: error: {message}");
+        Err(refusal) => {
+            eprintln!("onboard-bulk: error: {refusal}");
             Exit::Usage
         }
     }
@@ -83,19 +120,28 @@ pub fn default_report(file: &Path) -> PathBuf {
     file.with_extension("report.csv")
 }
 
-fn required(value: Option<String>, flag: &str, env: &str) -> Result<String, Refusal> {
-    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-        Refusal(format!(
-            "{flag} is needed to send (or set {env}); --dry-run shows what would be sent without it"
-        ))
-    })
+fn required(
+    value: Option<String>,
+    flag: &'static str,
+    env: &'static str,
+) -> Result<String, Refusal> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(Refusal::Missing { flag, env })
 }
 
 async fn submit(args: SubmitArgs) -> Result<Exit, Refusal> {
-    let content = std::fs::read(&args.file)
-        .map_err(|e| Refusal(format!("cannot read {}: {e}", args.file.display())))?;
-    let input = input::parse(&content, args.format, args.name_column.as_deref())
-        .map_err(|e| Refusal(format!("{}: {e}", args.file.display())))?;
+    let content = std::fs::read(&args.file).map_err(|source| Refusal::Unreadable {
+        path: args.file.clone(),
+        source,
+    })?;
+    let input =
+        input::parse(&content, args.format, args.name_column.as_deref()).map_err(|source| {
+            Refusal::Input {
+                path: args.file.clone(),
+                source,
+            }
+        })?;
     if args.format == Format::Auto && input.format == Format::Lines && !args.run.quiet {
         eprintln!(
             "onboard-bulk: reading {} as one name per line (its first line has no name column)",
@@ -109,11 +155,10 @@ async fn submit(args: SubmitArgs) -> Result<Exit, Refusal> {
     let rows = plan::rows(&input, &batch_id);
     let duplicates = plan::duplicates(&rows);
     if !duplicates.is_empty() && !args.allow_duplicate_names {
-        return Err(Refusal(format!(
-            "{}: {}",
-            args.file.display(),
-            Duplicates(duplicates)
-        )));
+        return Err(Refusal::DuplicateNames {
+            path: args.file.clone(),
+            duplicates: Duplicates(duplicates),
+        });
     }
     let rejected: Vec<_> = rows
         .iter()
@@ -151,11 +196,7 @@ async fn submit(args: SubmitArgs) -> Result<Exit, Refusal> {
     let state_path = state::path_for_report(&report);
     let _lock = StateLock::acquire(&state_path)?;
     if state_path.exists() {
-        return Err(Refusal(format!(
-            "{} already holds a run for this report: `onboard-bulk resume {0}` continues it and \
-             `onboard-bulk status {0}` shows it; to start a new run pass another --report, or delete it",
-            state_path.display()
-        )));
+        return Err(Refusal::RunExists { state: state_path });
     }
     let run_id = run_id(&batch_id);
     let reply_queue = reply_queue_name(&prefix, &run_id)?;
@@ -222,11 +263,10 @@ async fn run(
         reply_queue_url: state.reply_queue_url.clone(),
         run_id: state.run_id.clone(),
     };
-    queues.check().await.map_err(|e| {
-        Refusal(format!(
-            "{e}\n  check the queue URLs, --endpoint-url, --region and the credentials"
-        ))
-    })?;
+    queues
+        .check()
+        .await
+        .map_err(|source| Refusal::QueuesUnusable { source })?;
     let reply_queue_url = state.reply_queue_url.clone();
     let summary = engine(state, state_path, Arc::new(queues), options).await;
     if summary.unanswered == 0 {
@@ -267,7 +307,10 @@ mod tests {
         );
         assert!(required(None, "--queue", "ONBOARD_BULK_QUEUE")
             .err()
-            .is_some_and(|Refusal(m)| m.contains("ONBOARD_BULK_QUEUE") && m.contains("--dry-run")));
+            .is_some_and(|r| {
+                let m = r.to_string();
+                m.contains("ONBOARD_BULK_QUEUE") && m.contains("--dry-run")
+            }));
         assert!(required(Some("q".into()), "--queue", "X").is_ok());
     }
 }

@@ -22,7 +22,12 @@
 //! 5. for a mutating request whose operation ran (and succeeded), the after-commit draw against
 //!    `after_commit_failure_rate`, `after_commit_unavailable_rate`, `after_commit_reset_rate`,
 //!    then `after_commit_withhold_rate` (cumulative) decides how the answer is lost, unless a
-//!    `Committed*` `fail_next` entry already decided it.
+//!    `Committed*` `fail_next` entry already decided it;
+//! 6. beyond those four rates, the same draw against `late_commit_rate` makes a **late
+//!    commit**: the operation runs `late_commit_ms` after the request, whether or not the
+//!    client still waits (a slow create that commits after the client gave up), and the
+//!    answer, if anyone is left to read it, is the operation's own. `CommittedLate` in
+//!    `fail_next` forces one.
 
 use crate::error::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -65,7 +70,15 @@ pub struct Faults {
     pub fail_next: Vec<FaultKind>,
     /// Reseeds the fault RNG when these faults are set, so the sequence is reproducible.
     pub seed: Option<u64>,
+    /// Probability (0..=1), per mutating request not otherwise faulted, of a late commit:
+    /// the operation runs `late_commit_ms` after the request, client or no client.
+    pub late_commit_rate: f64,
+    /// How long after the request a late commit happens, in ms.
+    pub late_commit_ms: u64,
 }
+
+/// `late_commit_ms` when not given.
+pub const DEFAULT_LATE_COMMIT_MS: u64 = 3_000;
 
 /// `withhold_ms` when not given: longer than any sensible client timeout.
 pub const DEFAULT_WITHHOLD_MS: u64 = 30_000;
@@ -87,6 +100,8 @@ impl Default for Faults {
             withhold_ms: DEFAULT_WITHHOLD_MS,
             fail_next: Vec::new(),
             seed: None,
+            late_commit_rate: 0.0,
+            late_commit_ms: DEFAULT_LATE_COMMIT_MS,
         }
     }
 }
@@ -138,6 +153,8 @@ pub enum FaultKind {
     CommittedConnectionReset,
     /// After the commit: nothing for `withhold_ms`, then the connection is closed unanswered.
     CommittedWithheld,
+    /// A late commit: the operation runs `late_commit_ms` after the request.
+    CommittedLate,
 }
 
 /// How the answer to a committed mutation is lost. Its [`AfterCommit::outcome`] is the key of
@@ -173,7 +190,7 @@ impl AfterCommit {
 impl FaultKind {
     /// Whether this is an after-commit kind (`Committed*`).
     pub fn is_after_commit(self) -> bool {
-        self.after_commit().is_some()
+        self.after_commit().is_some() || self == FaultKind::CommittedLate
     }
 
     pub(crate) fn after_commit(self) -> Option<AfterCommit> {
@@ -202,7 +219,8 @@ impl FaultKind {
             FaultKind::CommittedServiceUnavailable => ErrorKind::ServiceUnavailableException,
             FaultKind::ConnectionReset
             | FaultKind::CommittedConnectionReset
-            | FaultKind::CommittedWithheld => return None,
+            | FaultKind::CommittedWithheld
+            | FaultKind::CommittedLate => return None,
         })
     }
 }
@@ -226,6 +244,7 @@ impl Faults {
                 "after_commit_withhold_rate",
                 self.after_commit_withhold_rate,
             ),
+            ("late_commit_rate", self.late_commit_rate),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -237,10 +256,11 @@ impl Faults {
                 "throttle_rate + unavailable_rate + failure_rate must not exceed 1".to_owned(),
             );
         }
-        if self.after_commit_rates().iter().sum::<f64>() > 1.0 + 1e-9 {
+        if self.after_commit_rates().iter().sum::<f64>() + self.late_commit_rate > 1.0 + 1e-9 {
             return Err(
                 "after_commit_failure_rate + after_commit_unavailable_rate + \
-                 after_commit_reset_rate + after_commit_withhold_rate must not exceed 1"
+                 after_commit_reset_rate + after_commit_withhold_rate + late_commit_rate \
+                 must not exceed 1"
                     .to_owned(),
             );
         }
@@ -275,6 +295,7 @@ impl Faults {
             || self.rate_limit.is_some()
             || self.reset_rate > 0.0
             || self.after_commit_rates().iter().any(|r| *r > 0.0)
+            || self.late_commit_rate > 0.0
             || !self.fail_next.is_empty()
     }
 }
@@ -290,6 +311,8 @@ pub(crate) struct Decision {
     pub(crate) after_commit: Option<AfterCommit>,
     /// How long a withheld answer is held back.
     pub(crate) withhold: Duration,
+    /// For a mutating request: a late commit, this long after the request.
+    pub(crate) late: Option<Duration>,
 }
 
 impl Decision {
@@ -298,6 +321,7 @@ impl Decision {
         fault: None,
         after_commit: None,
         withhold: Duration::ZERO,
+        late: None,
     };
 }
 
@@ -400,7 +424,13 @@ impl Engine {
         } else {
             None
         };
-        let (fault, after_commit) = if let Some(next) = next {
+        let late_commit = Duration::from_millis(f.late_commit_ms);
+        let late_bound = f.after_commit_rates().iter().sum::<f64>() + f.late_commit_rate;
+        let mut late = None;
+        let (fault, after_commit) = if next == Some(FaultKind::CommittedLate) {
+            late = Some(late_commit);
+            (None, None)
+        } else if let Some(next) = next {
             match next.after_commit() {
                 Some(after) => (None, Some(after)),
                 None => (Some(next), None),
@@ -414,7 +444,11 @@ impl Engine {
         } else if outcome_draw < f.throttle_rate + f.unavailable_rate + f.failure_rate {
             (Some(FaultKind::ServiceFailureException), None)
         } else if mutating {
-            (None, after_commit_from(commit_draw, f.after_commit_rates()))
+            let after = after_commit_from(commit_draw, f.after_commit_rates());
+            if after.is_none() && commit_draw < late_bound {
+                late = Some(late_commit);
+            }
+            (None, after)
         } else {
             (None, None)
         };
@@ -428,6 +462,7 @@ impl Engine {
             fault,
             after_commit,
             withhold,
+            late,
         }
     }
 }
@@ -609,6 +644,44 @@ mod tests {
         assert_eq!(decision.fault, Some(FaultKind::ThrottledClientException));
         assert_eq!(engine.decide(now, true).after_commit, None);
         assert!(engine.current().fail_next.is_empty());
+    }
+
+    #[test]
+    fn late_commits_come_by_rate_and_by_fail_next_and_only_for_mutations() {
+        let mut engine = Engine::new(Some(1));
+        engine.set(Faults {
+            fail_next: vec![FaultKind::CommittedLate],
+            late_commit_ms: 1_500,
+            ..Faults::default()
+        });
+        let now = Instant::now();
+        assert_eq!(engine.decide(now, false).late, None, "a read passes it by");
+        assert_eq!(
+            engine.decide(now, true).late,
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(engine.decide(now, true).late, None);
+        engine.set(Faults {
+            late_commit_rate: 0.5,
+            seed: Some(4),
+            ..Faults::default()
+        });
+        let late = (0..200)
+            .filter(|_| engine.decide(now, true).late.is_some())
+            .count();
+        assert!((60..=140).contains(&late), "{late} of 200");
+        assert!((0..50).all(|_| engine.decide(now, false).late.is_none()));
+        let json =
+            r#"{"late_commit_rate":0.1,"late_commit_ms":2500,"fail_next":["CommittedLate"]}"#;
+        let parsed: Faults = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.late_commit_ms, 2_500);
+        assert!(parsed.validate().is_ok());
+        let bad = Faults {
+            after_commit_failure_rate: 0.6,
+            late_commit_rate: 0.6,
+            ..Faults::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("late_commit_rate"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub mod sigv4;
 mod state;
 
 pub use error::{ApiError, ErrorKind, HEADER_ERROR_TYPE};
-pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_WITHHOLD_MS};
+pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_LATE_COMMIT_MS, DEFAULT_WITHHOLD_MS};
 pub use model::{Account, SigninDelegateGroup};
 pub use routes::{router, HEADER_REQUEST_ID};
 pub use server::{spawn, ConnCtl, Handle};

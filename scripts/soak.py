@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`make soak`: the exactly-once promise under ambiguous failures and crashes (issue 9).
 
-Starts chime-local (release) with throttling, 5xx before the commit and after-commit faults
-(5xx / connection reset / a response withheld past CHIME_TIMEOUT_MS), two moto_servers (SQS,
+Starts chime-local (release) with throttling, 5xx before the commit, after-commit faults
+(5xx / connection reset / a response withheld past CHIME_TIMEOUT_MS) and late commits (the
+create commits LATE_COMMIT_MS after the request, after the function gave up; issue 19), plus
+operator errors: every Chime call answers 403 for FORBIDDEN_S seconds mid-run; two moto_servers (SQS,
 DynamoDB), a request queue with a DLQ, a reply queue and the idempotency table; sends
 REQUESTS messages with unique RequestIds (some pairs share a Name); runs esm-local, the local
 SQS event source mapping, with the RELEASE function binary, SIGKILLing a few invocations
@@ -46,12 +48,17 @@ FUNCTION_TIMEOUT_S = 10      # Lambda function timeout; the function starts a me
 VISIBILITY_TIMEOUT_S = 12    # > the function timeout, so a killed holder's record has expired
 CHIME_TIMEOUT_MS = 1000      # the function's Chime timeout
 WITHHOLD_MS = 1500           # an after-commit "withheld" answer comes later than that
+LATE_COMMIT_MS = 2500        # a late commit lands this long after the request (> the timeout)
+COMMIT_HORIZON_MS = 4000     # CHIME_COMMIT_HORIZON_MS: > LATE_COMMIT_MS less the timeout, and
+                             # < VISIBILITY_TIMEOUT_S, so a redelivery comes after it
+FORBIDDEN_AT_S, FORBIDDEN_S = 20, 4  # operator error: 403 on every Chime call for 4 s, from 20 s in
 LATENCY_MS, JITTER_MS = 20, 30   # chime-local latency: 20-50 ms per call
 FAULTS = {                   # per Chime request (chime-local's fault engine)
     "throttle_rate": 0.20,
     "unavailable_rate": 0.05, "failure_rate": 0.05,             # 10 % 5xx before the commit
     "after_commit_failure_rate": 0.03, "after_commit_unavailable_rate": 0.03,
     "after_commit_reset_rate": 0.02, "after_commit_withhold_rate": 0.02,  # 10 % after it
+    "late_commit_rate": 0.03,                                    # 3 % commit late
 }
 BATCH_SIZE = 10              # messages per invocation
 CONCURRENCY = 4              # esm-local pollers (execution environments)
@@ -131,7 +138,7 @@ def start_chime_local(args, procs, out):
         sys.exit(f"soak: chime-local did not start: {line!r} (see {out}/chime-local.log)")
     url = line[len(prefix):]
     faults = dict(FAULTS, latency_ms=LATENCY_MS, jitter_ms=JITTER_MS, withhold_ms=args.withhold_ms,
-                  seed=args.seed)
+                  late_commit_ms=LATE_COMMIT_MS, seed=args.seed)
     try:
         http_json("POST", f"{url}/_chime-local/faults", faults)
         after_commit = True
@@ -139,10 +146,24 @@ def start_chime_local(args, procs, out):
         # chime-local without after-commit faults (before branch `chimelocal` lands).
         log(f"WARNING: chime-local refused the after-commit faults ({err.read().decode()[:200]}); "
             "running with before-commit faults only")
-        before = {k: v for k, v in faults.items() if not k.startswith("after_commit") and k != "withhold_ms"}
+        before = {k: v for k, v in faults.items()
+                  if not k.startswith(("after_commit", "late_commit")) and k != "withhold_ms"}
         http_json("POST", f"{url}/_chime-local/faults", before)
         after_commit = False
     return url, after_commit
+
+
+def operator_error(url, faults, at_s, for_s, stop):
+    """From `at_s` seconds in, every Chime call answers 403 (ForbiddenException: the role may
+    not call Chime) for `for_s` seconds; then the usual faults again (the RNG goes on: no seed)."""
+    if stop.wait(at_s):
+        return
+    log(f"operator error: 403 on every Chime call for {for_s}s")
+    http_json("POST", f"{url}/_chime-local/faults",
+              dict(faults, fail_next=["ForbiddenException"] * 20000, seed=None))
+    stop.wait(for_s)
+    http_json("POST", f"{url}/_chime-local/faults", dict(faults, seed=None))
+    log("operator error fixed")
 
 
 def start_moto(args, procs, out, name):
@@ -336,10 +357,17 @@ def main():
             "--env", f"AWS_ENDPOINT_URL_DYNAMODB={ddb_url}", "--env", f"REPLY_QUEUE_URL={replies_q}",
             "--env", f"IDEMPOTENCY_TABLE={table}", "--env", f"MAX_RECEIVE_COUNT={MAX_RECEIVE_COUNT}",
             "--env", f"CHIME_TIMEOUT_MS={CHIME_TIMEOUT_MS}", "--env", "MAX_CONCURRENCY=10",
+            "--env", f"CHIME_COMMIT_HORIZON_MS={COMMIT_HORIZON_MS}",
         ], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=pump, daemon=True, args=(
             esm.stdout, os.path.join(args.out, "esm-local.log"),
             lambda line: "returned to the queue" not in line)).start()
+
+        live_faults = http_json("GET", f"{chime_url}/_chime-local/faults")
+        live_faults.pop("fail_next", None)
+        stop = threading.Event()
+        threading.Thread(target=operator_error, daemon=True, args=(
+            chime_url, live_faults, FORBIDDEN_AT_S, FORBIDDEN_S, stop)).start()
 
         replies = []
         end = time.monotonic() + args.deadline
@@ -355,6 +383,7 @@ def main():
             time.sleep(1)
         if not drained:
             log(f"the request queue did not drain within {args.deadline:.0f}s")
+        stop.set()
         esm.terminate()
         try:
             esm.wait(timeout=FUNCTION_TIMEOUT_S + 15)
@@ -392,6 +421,9 @@ def main():
         f"by operation {json.dumps(by_op, sort_keys=True)}")
     if "after_commit" in stats:
         log(f"chime-local after-commit faults: {json.dumps(stats['after_commit'], sort_keys=True)}")
+    injected = {k: v for k, v in sorted(stats.get("by_outcome", {}).items()) if k != "Success"}
+    log(f"faults injected (chime-local outcomes): {json.dumps(injected)}; late commits "
+        f"{injected.get('CommittedLate', 0)}, operator errors (403) {injected.get('ForbiddenException', 0)}")
     log(f"endings: {dict(endings)}; replies {dict(reply_statuses)} ({len(replies)} in all); "
         f"DLQ {len(dlq_bodies)}")
     for kind, items in sorted(violations.items()):

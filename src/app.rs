@@ -139,6 +139,7 @@ impl App {
             idempotency,
             config.chime_timeout,
             config.idempotency_ttl,
+            config.commit_horizon,
         );
         let auth = Authenticator::new(&config.auth, config.roots);
         Self {

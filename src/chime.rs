@@ -24,6 +24,7 @@ use aws_sdk_chime::operation::create_account::CreateAccountError;
 use aws_sdk_chime::operation::list_accounts::ListAccountsError;
 use aws_smithy_types::date_time::Format;
 
+use crate::deadline::Budget;
 use crate::onboard::{
     Account, AccountName, ChimeAccounts, ChimeErrorKind, OnboardError, SigninDelegateGroup,
 };
@@ -86,10 +87,18 @@ impl ChimeAccounts for SdkChime {
             })
     }
 
-    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError> {
+    async fn accounts_named(
+        &self,
+        name: &AccountName,
+        budget: Budget,
+    ) -> Result<Vec<Account>, OnboardError> {
         let mut found = Vec::new();
         let mut next_token = None;
         for _ in 0..MAX_LIST_PAGES {
+            // A page cut off by the invocation's end would lose the whole pass.
+            if !budget.allows_call() {
+                return Err(OnboardError::TimeBudgetExhausted);
+            }
             let output = self
                 .reader()
                 .list_accounts()

@@ -27,6 +27,8 @@ pub struct Config {
     pub max_receive_count: u32,
     /// Per-operation timeout for Chime calls, retries included.
     pub chime_timeout: Duration,
+    /// `CHIME_COMMIT_HORIZON_MS`: how long after an ambiguous create a commit may still appear.
+    pub commit_horizon: Duration,
     /// The roots HTTPS trusts: the platform's when `SSL_CERT_FILE` or
     /// `SSL_CERT_DIR` is set, else the Amazon roots compiled in.
     pub roots: Roots,
@@ -110,6 +112,7 @@ impl Default for Config {
             max_concurrency: 10,
             max_receive_count: 5,
             chime_timeout: Duration::from_millis(5000),
+            commit_horizon: Duration::from_millis(30_000),
             roots: Roots::Amazon,
             auth: AuthConfig::default(),
             sign_in: None,
@@ -176,6 +179,12 @@ impl Config {
             defaults.chime_timeout.as_millis() as u64,
             100..=900_000,
         )?);
+        let commit_horizon = Duration::from_millis(number(
+            &get,
+            "CHIME_COMMIT_HORIZON_MS",
+            defaults.commit_horizon.as_millis() as u64,
+            0..=3_600_000,
+        )?);
 
         let roots = Roots::from_vars(get);
 
@@ -195,6 +204,7 @@ impl Config {
             max_concurrency,
             max_receive_count,
             chime_timeout,
+            commit_horizon,
         })
     }
 

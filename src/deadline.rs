@@ -3,6 +3,10 @@
 //! Lambda hands every invocation a deadline; local runs and unit tests hand a
 //! default `Context` whose deadline is the epoch. That is "no deadline", said
 //! once here instead of compared against the epoch wherever a budget is checked.
+//!
+//! [`Budget`] is the one deadline of a use case (DESIGN.md, "Exactly once",
+//! "Deadlines"): every Chime call (each create attempt, each `ListAccounts`
+//! page) starts only if the time left covers the call and the answer after it.
 
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +49,34 @@ impl Deadline {
     }
 }
 
+/// What follows the last Chime call of a request: the table's writes and the
+/// reply or response (milliseconds each when healthy; the rest is margin).
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// The time a use case has: its deadline and the longest one Chime call takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub deadline: Deadline,
+    /// `CHIME_TIMEOUT_MS`: one call's limit (a `ListAccounts` page's, SDK retries included).
+    pub call: Duration,
+}
+
+impl Budget {
+    /// No deadline: every call may start (local runs, tests).
+    pub fn unbounded(call: Duration) -> Self {
+        Self {
+            deadline: Deadline::NONE,
+            call,
+        }
+    }
+
+    /// Whether one more Chime call may start: the time left covers it plus
+    /// [`ANSWER_MARGIN`] (always, without a deadline).
+    pub fn allows_call(self) -> bool {
+        self.deadline.allows(self.call + ANSWER_MARGIN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +94,17 @@ mod tests {
         assert!(soon.allows(Duration::from_secs(2)));
         assert!(!soon.allows(Duration::from_secs(4)));
         assert!(!Deadline::at(now - Duration::from_secs(1)).allows(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_call_starts_only_if_it_and_the_answer_fit() {
+        let now = SystemTime::now();
+        let budget = |left| Budget {
+            deadline: Deadline::at(now + left),
+            call: Duration::from_secs(2),
+        };
+        assert!(budget(Duration::from_millis(3_500)).allows_call());
+        assert!(!budget(Duration::from_millis(2_500)).allows_call());
+        assert!(Budget::unbounded(Duration::from_secs(3600)).allows_call());
     }
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::deadline::Budget;
 use crate::idempotency::{Claim, IdempotencyStore, Inserted, Record, StoreError, Written};
 use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
@@ -26,6 +27,9 @@ pub enum Step {
     Fail(OnboardError),
     /// Creates the account, then answers with the error (an after-commit fault).
     CommitThenFail(OnboardError),
+    /// Answers with the error now; the account appears at
+    /// [`FakeChime::commit_late`] (a late commit).
+    CommitLate(OnboardError),
 }
 
 /// Chime: creates accounts in memory; scripted steps come first, in order.
@@ -35,7 +39,11 @@ pub struct FakeChime {
     pub steps: Mutex<VecDeque<Step>>,
     pub list_failures: Mutex<VecDeque<OnboardError>>,
     pub create_calls: AtomicUsize,
+    /// `ListAccounts` passes received.
+    pub list_calls: AtomicUsize,
     pub delay: Option<Duration>,
+    /// Creates answered by a [`Step::CommitLate`], not yet committed.
+    pub late: Mutex<Vec<AccountName>>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
@@ -63,6 +71,23 @@ impl FakeChime {
     }
     pub fn insert(&self, account: Account) {
         lock(&self.accounts).push(account);
+    }
+    /// Commits the creates answered by a [`Step::CommitLate`].
+    pub fn commit_late(&self) {
+        let late: Vec<AccountName> = lock(&self.late).drain(..).collect();
+        for name in late {
+            self.commit(&name);
+        }
+    }
+    fn commit(&self, name: &AccountName) -> Account {
+        let mut accounts = lock(&self.accounts);
+        let created = account(
+            &format!("acct-{}", accounts.len() + 1),
+            name.as_str(),
+            &now_timestamp(),
+        );
+        accounts.push(created.clone());
+        created
     }
 }
 
@@ -101,23 +126,30 @@ impl ChimeAccounts for FakeChime {
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let step = lock(&self.steps).pop_front();
-        if let Some(Step::Fail(err)) = step {
-            return Err(err);
+        match step {
+            Some(Step::Fail(err)) => return Err(err),
+            Some(Step::CommitLate(err)) => {
+                lock(&self.late).push(name.clone());
+                return Err(err);
+            }
+            _ => {}
         }
-        let mut accounts = lock(&self.accounts);
-        let created = account(
-            &format!("acct-{}", accounts.len() + 1),
-            name.as_str(),
-            &now_timestamp(),
-        );
-        accounts.push(created.clone());
+        let created = self.commit(name);
         match step {
             Some(Step::CommitThenFail(err)) => Err(err),
             _ => Ok(created),
         }
     }
 
-    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError> {
+    async fn accounts_named(
+        &self,
+        name: &AccountName,
+        budget: Budget,
+    ) -> Result<Vec<Account>, OnboardError> {
+        if !budget.allows_call() {
+            return Err(OnboardError::TimeBudgetExhausted);
+        }
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
         if let Some(err) = lock(&self.list_failures).pop_front() {
             return Err(err);
         }
@@ -164,17 +196,21 @@ impl ReplySender for FakeReplies {
 pub struct FakeStore {
     pub records: Mutex<HashMap<String, Record>>,
     pub claims: Mutex<HashMap<String, Claim>>,
+    pub claim_failures: AtomicUsize,
 }
 
 impl FakeStore {
-    /// The record stored for a rendered key.
-    pub async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(lock(&self.records).get(key).cloned())
+    /// Claim writes to fail before being tried (a throttled or unreachable table).
+    pub fn fail_claims(&self, n: usize) {
+        self.claim_failures.store(n, Ordering::SeqCst);
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for FakeStore {
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        Ok(lock(&self.records).get(key).cloned())
+    }
     async fn insert(&self, record: &Record) -> Result<Inserted, StoreError> {
         let mut records = lock(&self.records);
         if let Some(stored) = records.get(&record.key) {
@@ -201,6 +237,12 @@ impl IdempotencyStore for FakeStore {
         }
     }
     async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
+        let failing = self
+            .claim_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Call("told to fail".to_owned()));
+        }
         let mut claims = lock(&self.claims);
         match claims.get(&claim.account_id) {
             Some(existing) if existing.owner != claim.owner => Ok(Written::Conflict),

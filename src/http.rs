@@ -145,7 +145,7 @@ fn status_of(class: ErrorClass) -> StatusCode {
         ErrorClass::InProgress => StatusCode::CONFLICT,
         ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorClass::UpstreamRejected | ErrorClass::UpstreamFailed => StatusCode::BAD_GATEWAY,
+        ErrorClass::Misconfigured | ErrorClass::UpstreamFailed => StatusCode::BAD_GATEWAY,
         ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }
@@ -212,11 +212,12 @@ impl Failure {
         }
     }
 
-    /// Seconds a client should wait before retrying (429 and 503).
+    /// Seconds a client should wait before retrying (429, 503, and a 409
+    /// while an ambiguous create may still commit: the seconds left to the horizon).
     fn retry_after(&self) -> Option<u32> {
         match self {
             Self::Auth(AuthError::KeysUnavailable(_)) => ErrorClass::Unavailable.retry_after(),
-            Self::Onboard(err) => err.class().retry_after(),
+            Self::Onboard(err) => err.retry_after(),
             _ => None,
         }
     }
@@ -540,5 +541,10 @@ mod tests {
             Failure::Onboard(OnboardError::ChimeTimeout).status(),
             StatusCode::GATEWAY_TIMEOUT
         );
+        // While an ambiguous create may still commit: 409 with the seconds left.
+        let pending = Failure::Onboard(OnboardError::CommitPending { retry_after: 7 });
+        assert_eq!(pending.status(), StatusCode::CONFLICT);
+        assert_eq!(pending.code(), "IdempotencyInProgress");
+        assert_eq!(pending.retry_after(), Some(7));
     }
 }

@@ -14,6 +14,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::deadline::Budget;
+
 /// Longest accepted name, in Unicode scalar values (Chime's limit).
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest accepted `RequestId`: the SQS limit for a FIFO deduplication id, which it becomes.
@@ -198,14 +200,11 @@ impl ChimeErrorKind {
         use ErrorClass::*;
         let (code, class, may_have_created, retry_now) = match self {
             Self::BadRequest => ("BadRequestException", Invalid, false, false),
-            Self::Forbidden => ("ForbiddenException", UpstreamRejected, false, false),
-            Self::Unauthorized => (
-                "UnauthorizedClientException",
-                UpstreamRejected,
-                false,
-                false,
-            ),
-            Self::NotFound => ("NotFoundException", UpstreamRejected, false, false),
+            // The function's role, credentials or endpoint are wrong: an operator
+            // fixes them, the request itself is fine (DESIGN.md, "SQS contract").
+            Self::Forbidden => ("ForbiddenException", Misconfigured, false, false),
+            Self::Unauthorized => ("UnauthorizedClientException", Misconfigured, false, false),
+            Self::NotFound => ("NotFoundException", Misconfigured, false, false),
             Self::Throttled => ("ThrottledClientException", Throttled, false, true),
             Self::Unavailable => ("ServiceUnavailableException", Unavailable, true, false),
             Self::ServiceFailure => ("ServiceFailureException", UpstreamFailed, true, false),
@@ -234,8 +233,11 @@ pub enum ErrorClass {
     Throttled,
     /// Chime, the function's store or its time budget is unavailable (HTTP 503, SQS retry).
     Unavailable,
-    /// Chime refused for good: forbidden, unauthorized, not found (HTTP 502, SQS `Rejected`).
-    UpstreamRejected,
+    /// Chime refused the function itself (401, 403, 404): its role, credentials
+    /// or endpoint are wrong. An operator error, not the request's: HTTP 502,
+    /// SQS retry (and `Failed` on the last receive, so the message reaches the
+    /// DLQ for a redrive once fixed), counted `Failed` so the alarm fires.
+    Misconfigured,
     /// Chime failed or could not be reached (HTTP 502, SQS retry).
     UpstreamFailed,
     /// The Chime call did not finish in time (HTTP 504, SQS retry).
@@ -251,6 +253,7 @@ impl ErrorClass {
                 | Self::Throttled
                 | Self::Unavailable
                 | Self::UpstreamFailed
+                | Self::Misconfigured
                 | Self::Timeout
         )
     }
@@ -315,6 +318,13 @@ pub enum OnboardError {
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still in progress")]
     IdempotencyInProgress,
+    /// An earlier attempt's create was ambiguous and found nothing yet: Chime
+    /// may still commit it, so the key is held until the commit horizon.
+    #[error("an earlier attempt with this idempotency key may still be committing; try again in {retry_after} s")]
+    CommitPending {
+        /// Whole seconds until the horizon (at least 1).
+        retry_after: u32,
+    },
     #[error("the idempotency store failed: {reason}")]
     IdempotencyStore { reason: String },
     #[error("the invocation had no time left to start this request")]
@@ -353,6 +363,7 @@ impl OnboardError {
             },
             Self::IdempotencyKeyReused => plain("IdempotencyKeyReused", KeyReused),
             Self::IdempotencyInProgress => plain("IdempotencyInProgress", InProgress),
+            Self::CommitPending { .. } => plain("IdempotencyInProgress", InProgress),
             Self::IdempotencyStore { .. } => plain("IdempotencyStoreFailed", Unavailable),
             Self::TimeBudgetExhausted => plain("TimeBudgetExhausted", Unavailable),
         }
@@ -372,6 +383,15 @@ impl OnboardError {
     pub fn may_have_created(&self) -> bool {
         self.facts().may_have_created
     }
+
+    /// Seconds a caller should wait before trying again: the time left to the
+    /// commit horizon, else what the class says.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::CommitPending { retry_after } => Some(*retry_after),
+            _ => self.class().retry_after(),
+        }
+    }
 }
 
 /// What the function asks of Chime: the domain's port, implemented with
@@ -383,8 +403,14 @@ pub trait ChimeAccounts: Send + Sync {
     /// tell a retry from a second request).
     async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError>;
     /// Every account named exactly `name` (`ListAccounts`, all pages; Chime's
-    /// filter also matches longer names, which the implementation drops).
-    async fn accounts_named(&self, name: &AccountName) -> Result<Vec<Account>, OnboardError>;
+    /// filter also matches longer names, which the implementation drops). Each
+    /// page starts only if `budget` allows a call
+    /// ([`OnboardError::TimeBudgetExhausted`] otherwise), and the pages are bounded.
+    async fn accounts_named(
+        &self,
+        name: &AccountName,
+        budget: Budget,
+    ) -> Result<Vec<Account>, OnboardError>;
 }
 
 /// How a request ended with an account.
@@ -424,13 +450,19 @@ const CREATE_BACKOFF: Duration = Duration::from_millis(50);
 ///
 /// Retries, with a short jittered backoff, only outcomes known to have created
 /// nothing ([`CREATE_ATTEMPTS`] in all); any other error, ambiguous ones
-/// included, is returned as it is for the caller to verify or report.
+/// included, is returned as it is for the caller to verify or report. Each
+/// attempt starts only if `budget` allows a call: a create cut off by the
+/// invocation's end would be ambiguous for no reason.
 pub async fn create_account(
     chime: &dyn ChimeAccounts,
     name: &AccountName,
+    budget: Budget,
 ) -> Result<Account, OnboardError> {
     let mut attempt = 1;
     let account = loop {
+        if !budget.allows_call() {
+            return Err(OnboardError::TimeBudgetExhausted);
+        }
         match chime.create_account(name).await {
             Ok(account) => break account,
             Err(err) if err.facts().retry_now && attempt < CREATE_ATTEMPTS => {
@@ -456,131 +488,5 @@ fn jitter() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_counted_in_scalar_values() {
-        let name = AccountName::parse("  Acme Corp \u{3000}").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(name.as_str(), "Acme Corp");
-        let hundred = "é".repeat(100);
-        assert!(AccountName::parse(&hundred).is_ok());
-        let too_long = "é".repeat(101);
-        assert_eq!(
-            AccountName::parse(&too_long),
-            Err(OnboardError::NameTooLong { chars: 101 })
-        );
-        // Four-byte characters count once each.
-        assert!(AccountName::parse(&"😀".repeat(100)).is_ok());
-    }
-
-    #[test]
-    fn blank_and_control_characters_are_rejected_with_their_code() {
-        for blank in ["", "   ", "\u{a0}\u{a0}", "\t\n"] {
-            assert_eq!(
-                AccountName::parse(blank).map_err(|e| e.code()),
-                Err("NameEmpty"),
-                "{blank:?}"
-            );
-        }
-        for bad in ["a\tb", "a\u{0}b", "a\u{2028}b", "a\u{2029}b", "a\u{85}b"] {
-            assert_eq!(
-                AccountName::parse(bad).map_err(|e| e.code()),
-                Err("NameInvalidCharacter"),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn request_document_shapes_map_to_codes() {
-        let code = |body: &str| OnboardRequest::from_json(body.as_bytes()).map_err(|e| e.code());
-        assert_eq!(code("not json"), Err("BodyNotJson"));
-        assert_eq!(code("[1]"), Err("BodyNotObject"));
-        assert_eq!(code("{}"), Err("NameMissing"));
-        assert_eq!(code(r#"{"Name": null}"#), Err("NameMissing"));
-        assert_eq!(code(r#"{"Name": 7}"#), Err("NameNotString"));
-        assert_eq!(
-            code(r#"{"Name": "a", "RequestId": 3}"#),
-            Err("RequestIdInvalid")
-        );
-        assert_eq!(
-            code(r#"{"Name": "a", "RequestId": "é"}"#),
-            Err("RequestIdInvalid")
-        );
-        let ok = OnboardRequest::from_json(br#"{"Name": " Acme ", "RequestId": "r-1", "x": 1}"#);
-        assert_eq!(
-            ok.map(|r| (r.name.as_str().to_owned(), r.request_id)),
-            Ok(("Acme".to_owned(), Some("r-1".to_owned())))
-        );
-    }
-
-    #[test]
-    fn error_messages_never_echo_the_input() {
-        let long = "x".repeat(10_000);
-        let err = AccountName::parse(&long).err();
-        let message = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.len() < 200, "{message}");
-    }
-
-    #[tokio::test]
-    async fn only_creates_known_to_have_created_nothing_are_sent_again() {
-        use crate::fakes::FakeChime;
-        let unreachable = |request_sent| OnboardError::ChimeUnreachable {
-            reason: "connection".into(),
-            request_sent,
-        };
-        let name = AccountName::parse("Acme").unwrap_or_else(|e| panic!("{e}"));
-        // Throttled, then never connected: both retried in the call.
-        let chime = FakeChime::default();
-        chime.fail_next([
-            OnboardError::Chime {
-                kind: ChimeErrorKind::Throttled,
-                message: String::new(),
-            },
-            unreachable(false),
-        ]);
-        assert!(create_account(&chime, &name).await.is_ok());
-        assert_eq!(chime.creates(), 3);
-        // Three throttles: the last one is the answer.
-        let chime = FakeChime::default();
-        chime.fail_next((0..3).map(|_| OnboardError::Chime {
-            kind: ChimeErrorKind::Throttled,
-            message: String::new(),
-        }));
-        assert_eq!(
-            create_account(&chime, &name).await.map_err(|e| e.code()),
-            Err("ThrottledClientException")
-        );
-        assert_eq!(chime.creates(), CREATE_ATTEMPTS as usize);
-        // Ambiguous outcomes are answered after one call.
-        for ambiguous in [
-            unreachable(true),
-            OnboardError::ChimeTimeout,
-            OnboardError::Chime {
-                kind: ChimeErrorKind::ServiceFailure,
-                message: String::new(),
-            },
-        ] {
-            let chime = FakeChime::default();
-            chime.fail_next([ambiguous.clone()]);
-            assert_eq!(create_account(&chime, &name).await, Err(ambiguous.clone()));
-            assert_eq!(chime.creates(), 1, "{ambiguous:?}");
-            assert!(ambiguous.may_have_created());
-        }
-    }
-
-    #[test]
-    fn classes_split_permanent_from_transient() {
-        let chime = |kind| OnboardError::Chime {
-            kind,
-            message: String::new(),
-        };
-        assert!(!chime(ChimeErrorKind::BadRequest).class().is_transient());
-        assert!(!chime(ChimeErrorKind::Forbidden).class().is_transient());
-        assert!(chime(ChimeErrorKind::Throttled).class().is_transient());
-        assert!(chime(ChimeErrorKind::ServiceFailure).class().is_transient());
-        assert!(OnboardError::ChimeTimeout.class().is_transient());
-        assert!(!OnboardError::IdempotencyKeyReused.class().is_transient());
-    }
-}
+#[path = "onboard_tests.rs"]
+mod tests;

@@ -5,12 +5,15 @@
 //! store, the create goes through the exactly-once flow ([`crate::idempotency`]);
 //! without one (DESIGN.md: at-least-once), a create is still never re-sent
 //! after an ambiguous outcome within the call ([`crate::onboard::create_account`]).
+//! One deadline covers the whole use case, on both paths: nothing starts
+//! unless a Chime call and the answer still fit ([`Budget`]), and every later
+//! call (each create attempt, each `ListAccounts` page) checks it again.
 //! Contract: DESIGN.md, "Exactly once".
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::deadline::Deadline;
+use crate::deadline::{Budget, Deadline};
 use crate::idempotency::{self, IdempotencyStore, Window};
 use crate::onboard::{self, AccountName, ChimeAccounts, OnboardError, Onboarded};
 
@@ -26,6 +29,8 @@ pub struct Onboarding {
     chime_timeout: Duration,
     /// How long a record is remembered (`IDEMPOTENCY_TTL_SECONDS`).
     ttl: Duration,
+    /// `CHIME_COMMIT_HORIZON_MS`: how long after an ambiguous create a commit may still appear.
+    horizon: Duration,
 }
 
 impl Onboarding {
@@ -34,12 +39,22 @@ impl Onboarding {
         store: Option<Arc<dyn IdempotencyStore>>,
         chime_timeout: Duration,
         ttl: Duration,
+        horizon: Duration,
     ) -> Self {
         Self {
             chime,
             store,
             chime_timeout,
             ttl,
+            horizon,
+        }
+    }
+
+    /// The time a request with `deadline` has for its Chime calls.
+    pub fn budget(&self, deadline: Deadline) -> Budget {
+        Budget {
+            deadline,
+            call: self.chime_timeout,
         }
     }
 
@@ -58,33 +73,63 @@ impl Onboarding {
         name: &AccountName,
         deadline: Deadline,
     ) -> Result<Onboarded, OnboardError> {
+        let budget = self.budget(deadline);
+        // Not even one call and its answer fit: touch nothing.
+        if !budget.allows_call() {
+            return Err(OnboardError::TimeBudgetExhausted);
+        }
         let Some(store) = &self.store else {
-            return onboard::create_account(self.chime.as_ref(), name)
+            return onboard::create_account(self.chime.as_ref(), name, budget)
                 .await
                 .map(Onboarded::Created);
         };
         let key = key.unwrap_or_else(IdempotencyKey::auto);
+        let id = record_id(store.as_ref(), &key).await?;
         idempotency::create_once(
             store.as_ref(),
             self.chime.as_ref(),
-            &key.render(),
+            &id,
             name,
-            self.window(deadline),
+            self.window(budget),
         )
         .await
     }
 
     /// The key is held until the invocation's deadline; without a usable one
     /// (local runs), for two Chime timeouts.
-    fn window(&self, deadline: Deadline) -> Window {
+    fn window(&self, budget: Budget) -> Window {
         let now = SystemTime::now();
         Window {
             now,
-            hold_until: deadline
+            hold_until: budget
+                .deadline
                 .instant()
                 .filter(|at| *at > now)
                 .unwrap_or(now + self.chime_timeout * 2),
             ttl: self.ttl,
+            horizon: self.horizon,
+            budget,
         }
     }
+}
+
+/// The record `id` for `key`: its own, unless a record still lives under the
+/// form it had before keys were length-prefixed ([`IdempotencyKey::legacy`]),
+/// so a key in flight across the upgrade keeps its record.
+async fn record_id(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+) -> Result<String, OnboardError> {
+    if let Some(old) = key.legacy() {
+        let found = store
+            .get(&old)
+            .await
+            .map_err(|e| OnboardError::IdempotencyStore {
+                reason: e.to_string(),
+            })?;
+        if found.is_some() {
+            return Ok(old);
+        }
+    }
+    Ok(key.render())
 }

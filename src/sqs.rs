@@ -7,13 +7,18 @@
 //! queue). Standard queues run up to `MAX_CONCURRENCY` messages at once; FIFO
 //! queues run each message group in order and stop a group at its first
 //! failure, reporting the group's later messages failed, unprocessed, as
-//! Powertools' FIFO processor does. A message is not started when the
-//! invocation has no time left to finish it ([`has_time`]). Accounts are
-//! created through the use case ([`Onboarding`]) and nothing else; an error's
-//! class (the domain's table) decides between `Rejected` and a retry.
+//! Powertools' FIFO processor does; on their last receive those get a `Failed`
+//! reply too (they reach the DLQ with the head). A message is not started when
+//! the invocation has no time left for one Chime call and its reply
+//! ([`Onboarding::budget`]); every later call checks the same deadline.
+//! Accounts are created through the use case ([`Onboarding`]) and nothing
+//! else; an error's class (the domain's table) decides between `Rejected` and
+//! a retry. A message that meets a live holder of its RequestId on its last
+//! receive sends no reply: the holder answers for the RequestId (so one
+//! RequestId never gets `Failed` and then the holder's `Created`), and the
+//! message goes to the DLQ, where a redrive replays the holder's outcome.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
@@ -56,6 +61,8 @@ impl Outcome {
         match result {
             Ok(Onboarded::Adopted(account)) => Self::Adopted(account),
             Ok(onboarded) => Self::Created(onboarded.into_account()),
+            // A live holder will answer for the RequestId itself.
+            Err(err @ OnboardError::IdempotencyInProgress) => Self::Retry(ReplyError::from(&err)),
             Err(err) => Self::from_error(
                 ReplyError::from(&err),
                 err.class().is_transient(),
@@ -225,7 +232,12 @@ impl SqsAdapter {
             .map(|(_, members)| async move {
                 let mut failed = Vec::new();
                 for (envelope, message) in members {
-                    if !failed.is_empty() || self.process(envelope, message, deadline).await {
+                    let keep = if failed.is_empty() {
+                        self.process(envelope, message, deadline).await
+                    } else {
+                        self.skip(envelope, message).await
+                    };
+                    if keep {
                         failed.push(envelope.message_id);
                     }
                 }
@@ -250,12 +262,30 @@ impl SqsAdapter {
             .await
     }
 
-    async fn process_message(
-        &self,
-        envelope: &Envelope<'_>,
-        message: &SqsMessage,
-        deadline: Deadline,
-    ) -> bool {
+    /// A FIFO message behind a failed one of its group: not processed, kept
+    /// (listed in `batchItemFailures`); on its last receive a `Failed` reply
+    /// says so, as it goes on to the DLQ with the head.
+    async fn skip(&self, envelope: &Envelope<'_>, message: &SqsMessage) -> bool {
+        let route = self.route(envelope, message);
+        let error = ReplyError {
+            code: "PrecedingMessageFailed".to_owned(),
+            message: "an earlier message of this FIFO group failed; this one was not processed"
+                .to_owned(),
+        };
+        let outcome = Outcome::from_error(error, true, route.last_attempt);
+        tracing::info!(request_id = %route.request_id, outcome = outcome.label(), receive_count = envelope.receive_count, "message skipped behind its group's failure");
+        metrics::count(outcome.counted());
+        self.deliver(
+            envelope,
+            &route.request_id,
+            route.destination.as_ref(),
+            outcome,
+        )
+        .await
+    }
+
+    /// Who the message's reply names and where it goes.
+    fn route(&self, envelope: &Envelope<'_>, message: &SqsMessage) -> Route {
         let body = message.body.as_deref().unwrap_or_default().as_bytes();
         let document = RequestDocument::parse(body);
         // The reply names the caller's RequestId even when the name is bad.
@@ -278,6 +308,28 @@ impl SqsAdapter {
             queue_url: queue_url.to_owned(),
             fifo_group: envelope.group.unwrap_or(&request_id).to_owned(),
         });
+        Route {
+            document,
+            request_id,
+            last_attempt,
+            destination,
+            refused_reply_to,
+        }
+    }
+
+    async fn process_message(
+        &self,
+        envelope: &Envelope<'_>,
+        message: &SqsMessage,
+        deadline: Deadline,
+    ) -> bool {
+        let Route {
+            document,
+            request_id,
+            last_attempt,
+            destination,
+            refused_reply_to,
+        } = self.route(envelope, message);
 
         let outcome = if refused_reply_to {
             Outcome::Rejected(ReplyError {
@@ -287,7 +339,7 @@ impl SqsAdapter {
         } else {
             match document.and_then(RequestDocument::validate) {
                 Err(err) => Outcome::decide(Err(err), last_attempt),
-                Ok(_) if !has_time(deadline, self.config.chime_timeout) => {
+                Ok(_) if !self.onboarding.budget(deadline).allows_call() => {
                     Outcome::decide(Err(OnboardError::TimeBudgetExhausted), last_attempt)
                 }
                 Ok(request) => {
@@ -351,197 +403,15 @@ impl SqsAdapter {
     }
 }
 
-/// What a message needs besides its Chime call: the table's writes and the
-/// reply (milliseconds each when healthy; the rest is margin).
-pub const REPLY_BUDGET: Duration = Duration::from_secs(1);
-
-/// Whether the invocation can still finish one message: a Chime call plus
-/// [`REPLY_BUDGET`] (always, without a deadline).
-pub fn has_time(deadline: Deadline, chime_timeout: Duration) -> bool {
-    deadline.allows(chime_timeout + REPLY_BUDGET)
+/// One message's reply routing, read before anything else happens.
+struct Route {
+    document: Result<RequestDocument, OnboardError>,
+    request_id: String,
+    last_attempt: bool,
+    destination: Option<Destination>,
+    refused_reply_to: bool,
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use serde_json::json;
-
-    use std::time::SystemTime;
-
-    use super::*;
-    use crate::fakes::{sqs_adapter, FakeChime, FakeReplies, FakeStore};
-    use crate::onboard::{ChimeErrorKind, OnboardError};
-
-    /// A transient error the create step does not retry itself.
-    fn unavailable() -> OnboardError {
-        OnboardError::Chime {
-            kind: ChimeErrorKind::Unavailable,
-            message: "try later".into(),
-        }
-    }
-
-    fn batch(messages: &[(&str, &str, Option<&str>, u32)], fifo: bool) -> SqsEvent {
-        let arn = if fifo {
-            "arn:aws:sqs:us-east-1:1:q.fifo"
-        } else {
-            "arn:aws:sqs:us-east-1:1:q"
-        };
-        let records: Vec<_> = messages
-            .iter()
-            .map(|(id, name, group, receive_count)| {
-                let mut attributes = json!({"ApproximateReceiveCount": receive_count.to_string()});
-                if let Some(group) = group {
-                    attributes["MessageGroupId"] = json!(group);
-                }
-                json!({
-                    "messageId": id, "body": json!({"Name": name, "RequestId": id}).to_string(),
-                    "attributes": attributes, "messageAttributes": {},
-                    "eventSource": "aws:sqs", "eventSourceARN": arn,
-                })
-            })
-            .collect();
-        serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
-    }
-
-    fn failed(response: &SqsBatchResponse) -> Vec<&str> {
-        let mut ids: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    async fn run(sqs: &SqsAdapter, event: SqsEvent) -> SqsBatchResponse {
-        sqs.handle_batch(event, &Context::default())
-            .await
-            .unwrap_or_default()
-    }
-
-    #[test]
-    fn the_decision_follows_the_result_and_the_attempt() {
-        let account = crate::fakes::account("a-1", "Acme", "2026-01-01T00:00:00Z");
-        let created = Outcome::decide(Ok(Onboarded::Created(account.clone())), false);
-        assert_eq!(created.reply_status(), Some(Status::Created));
-        assert!(!created.keeps_message());
-        let adopted = Outcome::decide(Ok(Onboarded::Adopted(account.clone())), true);
-        assert_eq!(adopted, Outcome::Adopted(account.clone()));
-        assert_eq!(adopted.reply_status(), Some(Status::Created));
-        let repeated = Outcome::decide(Ok(Onboarded::Repeated(account.clone())), false);
-        assert_eq!(repeated, Outcome::Created(account));
-
-        let rejected = Outcome::decide(Err(OnboardError::NameEmpty), true);
-        assert!(matches!(&rejected, Outcome::Rejected(e) if e.code == "NameEmpty"));
-        assert!(!rejected.keeps_message());
-        let retry = Outcome::decide(Err(unavailable()), false);
-        assert_eq!(retry.reply_status(), None);
-        assert!(retry.keeps_message());
-        let failed = Outcome::decide(Err(unavailable()), true);
-        assert_eq!(failed.reply_status(), Some(Status::Failed));
-        assert!(failed.keeps_message());
-    }
-
-    #[test]
-    fn the_time_budget_covers_a_chime_call_and_the_reply() {
-        let chime = Duration::from_secs(2);
-        let now = SystemTime::now();
-        let at = |t| Deadline::from_context(t);
-        assert!(has_time(at(now + Duration::from_secs(30)), chime));
-        assert!(has_time(at(now + Duration::from_millis(3_500)), chime));
-        assert!(!has_time(at(now + Duration::from_millis(2_500)), chime));
-        assert!(
-            !has_time(at(now - Duration::from_secs(1)), chime),
-            "past deadline"
-        );
-        assert!(
-            has_time(at(SystemTime::UNIX_EPOCH), chime),
-            "no deadline given"
-        );
-    }
-
-    #[tokio::test]
-    async fn concurrency_is_bounded_by_max_concurrency() {
-        let chime = Arc::new(FakeChime {
-            delay: Some(Duration::from_millis(20)),
-            ..FakeChime::default()
-        });
-        let replies = Arc::new(FakeReplies::default());
-        let config = Config {
-            max_concurrency: 3,
-            ..Config::default()
-        };
-        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, config);
-        let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
-        let messages: Vec<_> = names
-            .iter()
-            .map(|n| (n.as_str(), n.as_str(), None, 1))
-            .collect();
-        let response = run(&sqs, batch(&messages, false)).await;
-        assert!(failed(&response).is_empty());
-        assert_eq!(chime.names().len(), 10);
-        assert_eq!(chime.max_in_flight.load(Ordering::SeqCst), 3);
-        assert_eq!(replies.statuses().len(), 10);
-    }
-
-    #[tokio::test]
-    async fn a_transient_error_replies_failed_only_on_the_last_attempt() {
-        let chime = Arc::new(FakeChime::default());
-        let replies = Arc::new(FakeReplies::default());
-        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, Config::default());
-        chime.fail_next([unavailable(), unavailable()]);
-        let response = run(
-            &sqs,
-            batch(&[("a", "A", None, 4), ("b", "B", None, 5)], false),
-        )
-        .await;
-        assert_eq!(failed(&response), ["a", "b"]);
-        assert_eq!(replies.statuses(), [("b".to_owned(), "Failed")]);
-    }
-
-    #[tokio::test]
-    async fn a_reply_that_cannot_be_sent_is_retried() {
-        let chime = Arc::new(FakeChime::default());
-        let replies = Arc::new(FakeReplies {
-            fail: true,
-            ..FakeReplies::default()
-        });
-        let store = Arc::new(FakeStore::default());
-        let sqs = sqs_adapter(chime.clone(), replies, Some(store), Config::default());
-        let event = || batch(&[("a", "A", None, 1)], false);
-        assert_eq!(failed(&run(&sqs, event()).await), ["a"]);
-        // The retry finds the completed record: the reply is retried, not the create.
-        assert_eq!(failed(&run(&sqs, event()).await), ["a"]);
-        assert_eq!(chime.names(), ["A"]);
-    }
-
-    #[tokio::test]
-    async fn fifo_groups_stop_at_their_first_failure() {
-        let chime = Arc::new(FakeChime::default());
-        let replies = Arc::new(FakeReplies::default());
-        let config = Config {
-            max_concurrency: 1,
-            ..Config::default()
-        };
-        let sqs = sqs_adapter(chime.clone(), replies.clone(), None, config);
-        chime.fail_next([unavailable()]);
-        let event = batch(
-            &[
-                ("a1", "A1", Some("a"), 1),
-                ("a2", "A2", Some("a"), 1),
-                ("b1", "B1", Some("b"), 1),
-                ("a3", "A3", Some("a"), 1),
-            ],
-            true,
-        );
-        let response = run(&sqs, event).await;
-        assert_eq!(failed(&response), ["a1", "a2", "a3"]);
-        assert_eq!(chime.names(), ["B1"]);
-        let sent = replies.sent.lock().map(|s| s.clone()).unwrap_or_default();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0.fifo_group, "b");
-    }
-}
+#[path = "sqs_tests.rs"]
+mod tests;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use chime_onboard::Config;
 use serde_json::{json, Value};
 
-use crate::support::{post_with_key, response_body, Options, World};
+use chime_onboard::idempotency::{fingerprint, IdempotencyStore, Record, RecordStatus};
+use chime_onboard::onboard::AccountName;
+
+use crate::support::{dynamodb_client, post_with_key, response_body, Options, World};
 
 /// The four after-commit faults chime-local injects.
 const AFTER_COMMIT: [&str; 4] = [
@@ -18,12 +21,14 @@ const AFTER_COMMIT: [&str; 4] = [
     "CommittedWithheld",
 ];
 
-/// A world whose Chime calls time out well before chime-local's withheld answers.
+/// A world whose Chime calls time out well before chime-local's withheld answers
+/// (no commit horizon: these faults commit before the answer is lost).
 async fn world(idempotency: bool) -> World {
     let world = World::with(Options {
         idempotency,
         config: Config {
             chime_timeout: Duration::from_millis(700),
+            commit_horizon: Duration::ZERO,
             ..Config::default()
         },
         ..Options::default()
@@ -222,4 +227,102 @@ async fn a_batch_without_time_left_starts_nothing() {
         .replies_from(&world.reply_queue, 1, Duration::from_millis(300))
         .await
         .is_empty());
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
+    let headers = response["headers"].as_object()?;
+    let (_, value) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+    value.as_str()
+}
+
+#[tokio::test]
+async fn http_a_create_that_commits_after_the_timeout_is_one_account_and_201_once_it_shows() {
+    let world = World::with(Options {
+        idempotency: true,
+        config: Config {
+            chime_timeout: Duration::from_millis(700),
+            commit_horizon: Duration::from_millis(2_500),
+            ..Config::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // Chime commits 1.5 s after the request: long after the client gave up.
+    world.set_faults(json!({"fail_next": ["CommittedLate"], "late_commit_ms": 1_500}));
+    let first = world.invoke(post_with_key("Late Co", "k-late")).await;
+    assert_eq!(first["statusCode"], json!(504), "{first}");
+    // Before the horizon: 409, told when to come back, nothing created.
+    let early = world.invoke(post_with_key("Late Co", "k-late")).await;
+    assert_eq!(early["statusCode"], json!(409), "{early}");
+    assert_eq!(
+        response_body(&early)["code"],
+        json!("IdempotencyInProgress")
+    );
+    let wait: u64 = header(&early, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=3).contains(&wait), "{early}");
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    // Once the commit shows, the key's account: 201, and only one account.
+    let later = world.invoke(post_with_key("Late Co", "k-late")).await;
+    assert_eq!(later["statusCode"], json!(201), "{later}");
+    let accounts = world.chime.accounts();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(
+        response_body(&later)["AccountId"],
+        json!(accounts[0].account_id)
+    );
+    assert_eq!(creates(&world), 1, "CreateAccount sent once");
+}
+
+#[tokio::test]
+async fn sqs_a_redelivery_that_finds_its_ambiguous_record_expired_adopts_the_account() {
+    let world = world(true).await;
+    let started = now_ms() - 10_000;
+    // The earlier attempt's create committed; its answer was lost and its
+    // verification could not run. The record has since expired, still present.
+    let created = world
+        .chime_client()
+        .create_account()
+        .name("Expired Co")
+        .send()
+        .await
+        .expect("create")
+        .account
+        .map(|a| a.account_id)
+        .unwrap_or_default();
+    let store = chime_onboard::idempotency::DynamoDbStore::new(
+        dynamodb_client(),
+        world.table.clone().unwrap_or_default(),
+    );
+    let expired = Record {
+        key: "sqs#r-exp".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint(&AccountName::parse("Expired Co").expect("name")),
+        expiration: now_ms() / 1000 - 60,
+        held_until: 0,
+        holder: "earlier".into(),
+        since: started,
+        verify: true,
+        settles_at: 0,
+        account: None,
+    };
+    store.insert(&expired).await.expect("insert");
+    let response = world
+        .invoke(sqs_batch(&[("m-exp", "r-exp", "Expired Co", 3)]))
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let replies = world.replies(1).await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status(), "Created");
+    assert_eq!(replies[0].body["AccountId"], json!(created));
+    assert_eq!(world.account_names(), ["Expired Co"]);
+    assert_eq!(creates(&world), 1, "only the earlier attempt's create");
 }

@@ -66,6 +66,7 @@ async fn the_same_key_with_another_body_is_422() {
 async fn a_key_in_flight_is_409() {
     let world = world().await;
     // Another invocation holds the key: it started and has not finished.
+    // Written in the form keys had before length prefixes: still found.
     let held = Record {
         key: "http#anonymous#key-3".into(),
         status: RecordStatus::InProgress,
@@ -75,6 +76,7 @@ async fn a_key_in_flight_is_409() {
         holder: "someone".into(),
         since: now_ms(),
         verify: false,
+        settles_at: 0,
         account: None,
     };
     store(&world).insert(&held).await.expect("insert");
@@ -100,6 +102,7 @@ async fn a_new_key_is_written_and_a_taken_key_answers_with_the_stored_record() {
         holder: holder.into(),
         since: now_ms(),
         verify: false,
+        settles_at: 0,
         account: None,
     };
     let first = record("first");
@@ -151,10 +154,12 @@ async fn a_dead_holders_account_is_found_not_created_again() {
         status: RecordStatus::InProgress,
         fingerprint: print("Crashed Co"),
         expiration: now_ms() / 1000 + 3600,
-        held_until: now_ms() - 1000,
+        // Its hold ended longer ago than the commit horizon.
+        held_until: now_ms() - 31_000,
         holder: "dead".into(),
         since: started,
         verify: false,
+        settles_at: 0,
         account: None,
     };
     store(&world).insert(&dead).await.expect("insert");
@@ -171,7 +176,15 @@ async fn a_dead_holders_account_is_found_not_created_again() {
 
 #[tokio::test]
 async fn a_503_is_answered_as_such_and_the_retry_verifies_then_creates() {
-    let world = world().await;
+    let world = World::with(Options {
+        idempotency: true,
+        config: chime_onboard::Config {
+            commit_horizon: std::time::Duration::from_millis(500),
+            ..chime_onboard::Config::default()
+        },
+        ..Options::default()
+    })
+    .await;
     // The create's 503 is not re-sent; the verification's ListAccounts gets the
     // other two and succeeds on the SDK's third attempt, finding nothing.
     world.set_faults(json!({"fail_next": vec!["ServiceUnavailableException"; 3]}));
@@ -179,6 +192,10 @@ async fn a_503_is_answered_as_such_and_the_retry_verifies_then_creates() {
         world.invoke(post_with_key("Retry Me", "key-5")).await["statusCode"],
         json!(503)
     );
+    // Chime may still commit it: until the horizon, the key is held.
+    let held = world.invoke(post_with_key("Retry Me", "key-5")).await;
+    assert_eq!(held["statusCode"], json!(409), "{held}");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(
         world.invoke(post_with_key("Retry Me", "key-5")).await["statusCode"],
         json!(201)
@@ -203,6 +220,7 @@ async fn equal_keys_of_two_callers_are_two_requests() {
         holder: "other".into(),
         since: now_ms(),
         verify: false,
+        settles_at: 0,
         account: None,
     };
     store(&world).insert(&foreign).await.expect("insert");

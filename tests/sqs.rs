@@ -280,3 +280,73 @@ async fn a_record_without_message_id_fails_the_invocation_not_the_data() {
         "nothing ran: the whole batch is retried"
     );
 }
+
+#[tokio::test]
+async fn a_chime_403_is_retried_failed_on_the_last_receive_and_never_rejected() {
+    let world = World::with(Options {
+        idempotency: true,
+        ..Options::default()
+    })
+    .await;
+    let body = json!({"Name": "Forbidden Co", "RequestId": "r-403"}).to_string();
+    let batch = |receive_count: u32| {
+        let mut message = record("m-403", &body, json!({}));
+        message["attributes"]["ApproximateReceiveCount"] = json!(receive_count.to_string());
+        json!({ "Records": [message] })
+    };
+    // The role may not call Chime: an operator error, not the request's.
+    world.set_faults(json!({"fail_next": ["ForbiddenException"]}));
+    let first = world.invoke(batch(1)).await;
+    assert_eq!(failures(&first), ["m-403"], "retried through SQS");
+    let none = world
+        .replies_from(&world.reply_queue, 1, Duration::from_millis(300))
+        .await;
+    assert!(
+        none.is_empty(),
+        "no reply before the last receive: {none:?}"
+    );
+    world.set_faults(json!({"fail_next": ["ForbiddenException"]}));
+    let last = world.invoke(batch(5)).await;
+    assert_eq!(failures(&last), ["m-403"], "on to the DLQ");
+    let replies = world.replies(1).await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status(), "Failed");
+    assert_eq!(
+        replies[0].body["Error"]["Code"],
+        json!("ForbiddenException")
+    );
+    assert!(world.account_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_fifo_group_failing_on_its_last_receive_has_a_failed_reply_for_every_message() {
+    let mut options = Options {
+        fifo_replies: true,
+        ..Options::default()
+    };
+    options.config.max_concurrency = 1;
+    let world = World::with(options).await;
+    let mut batch = crate::event!("sqs-fifo-batch.json");
+    for r in batch["Records"].as_array_mut().into_iter().flatten() {
+        r["attributes"]["ApproximateReceiveCount"] = json!("5");
+    }
+    // tenant-a: req-f-0001 (fails), req-f-0002 (skipped); tenant-b: req-f-0003.
+    world.set_faults(json!({"fail_next": ["ServiceUnavailableException"]}));
+    let response = world.invoke(batch).await;
+    assert_eq!(failures(&response).len(), 2, "{response}");
+    let replies = world.replies(3).await;
+    let mut statuses: Vec<(&str, &str)> = replies
+        .iter()
+        .map(|r| (r.request_id(), r.status()))
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [
+            ("req-f-0001", "Failed"),
+            ("req-f-0002", "Failed"),
+            ("req-f-0003", "Created")
+        ]
+    );
+    assert_eq!(world.account_names(), ["Globex Corporation"]);
+}

@@ -28,8 +28,8 @@ impl DynamoDbStore {
     }
 
     /// Reads a record (strongly consistent): for a store that does not return
-    /// the item a failed insert met, and for tests.
-    pub async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+    /// the item a failed insert met, for the old key form, and for tests.
+    pub async fn read(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -60,6 +60,7 @@ fn item(record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> 
         ("holder".to_owned(), s(&record.holder)),
         ("since".to_owned(), n(record.since)),
         ("verify".to_owned(), AttributeValue::Bool(record.verify)),
+        ("settles_at".to_owned(), n(record.settles_at)),
     ]);
     if let Some(account) = &record.account {
         let data =
@@ -107,6 +108,8 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> 
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(true),
+        // Written before the commit horizon existed: nothing pending.
+        settles_at: number(item, "settles_at").unwrap_or(0),
         account,
     })
 }
@@ -161,13 +164,17 @@ impl IdempotencyStore for DynamoDbStore {
             // A store that does not return the item (an emulator): read it.
             let stored = match returned {
                 Some(stored) => Some(stored),
-                None => self.get(&new.key).await?,
+                None => self.read(&new.key).await?,
             };
             if let Some(stored) = stored {
                 return Ok(Inserted::Exists(Box::new(stored)));
             }
         }
         Err(StoreError::Contended)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        self.read(key).await
     }
 
     async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError> {

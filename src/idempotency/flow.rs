@@ -1,16 +1,29 @@
 //! The exactly-once flow as named steps over a held [`Record`]:
 //! [`acquire`] the key, [`verify`] what an earlier attempt may have created,
 //! [`create_and_claim`], then [`finish`] (COMPLETED), [`release`] (keep the
-//! record for the next attempt to verify) or [`forget`] (nothing was created:
-//! delete it). Every write after `acquire` is fenced on the holder token.
+//! record for the next attempt to verify, held until the commit horizon when
+//! this attempt's create was ambiguous and nothing showed) or [`forget`]
+//! (nothing was created: delete it). Every write after `acquire` is fenced on
+//! the holder token; every Chime call starts within the [`Budget`].
+//!
+//! Late commits (DESIGN.md, "Exactly once"): Chime may commit a create seconds
+//! after the client gave up. An ambiguous create is verified at once; when that
+//! finds nothing (or cannot run), the record is released with `settles_at` =
+//! the end of the attempt + `CHIME_COMMIT_HORIZON_MS`, and until then a request
+//! for the key is [`OnboardError::CommitPending`] (HTTP 409 with `Retry-After`,
+//! SQS deferred untouched). A holder that died mid-call is treated alike: its
+//! create may commit up to the horizon after its hold ends. An expired record
+//! still present is read as it is (replayed or verified), never as absent,
+//! unless it is another request's (another name's) and so forgotten.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::date_time::{DateTime, Format};
 
-use super::record::{fingerprint, millis, new_token, Record, RecordStatus};
+use super::record::{fingerprint, millis, new_token, Claim, Record, RecordStatus};
 use super::store::{IdempotencyStore, Inserted, StoreError, Written};
+use crate::deadline::Budget;
 use crate::onboard::{
     create_account, Account, AccountName, ChimeAccounts, OnboardError, Onboarded,
 };
@@ -26,13 +39,23 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 pub const VERIFY_ATTEMPTS: u32 = 3;
 const VERIFY_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long the flow may hold a key, and for how long it is remembered.
+/// Claim writes: safe to repeat (conditional on the owner), and an account
+/// left unclaimed could be adopted by another key's verification.
+pub const CLAIM_ATTEMPTS: u32 = 3;
+const CLAIM_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long the flow may hold a key, for how long it is remembered, and the
+/// time its Chime calls have.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub now: SystemTime,
     /// Until when this attempt holds the key: past it, the holder is presumed dead.
     pub hold_until: SystemTime,
     pub ttl: Duration,
+    /// `CHIME_COMMIT_HORIZON_MS`: how long after an ambiguous create a commit may still appear.
+    pub horizon: Duration,
+    /// The use case's one deadline.
+    pub budget: Budget,
 }
 
 fn store_error(err: StoreError) -> OnboardError {
@@ -56,13 +79,19 @@ pub async fn create_once(
         Acquired::Done(account) => return Ok(Onboarded::Repeated(account)),
         Acquired::Held(record) => record,
     };
-    match run(store, chime, &mut held, name).await {
+    match run(store, chime, &mut held, name, window.budget).await {
         Ok(onboarded) => {
             finish(store, &held, onboarded.account()).await;
             Ok(onboarded)
         }
         Err(Ending::Release(err)) => {
-            release(store, &held).await;
+            release(store, &held, 0).await;
+            Err(err)
+        }
+        Err(Ending::Hold(err)) => {
+            // From the end of this attempt: its create may still commit until then.
+            let settles_at = millis(SystemTime::now()) + window.horizon.as_millis() as u64;
+            release(store, &held, settles_at).await;
             Err(err)
         }
         Err(Ending::Forget(err)) => {
@@ -76,6 +105,9 @@ pub async fn create_once(
 enum Ending {
     /// An account may exist: keep the record (and its `verify` mark).
     Release(OnboardError),
+    /// This attempt's create was ambiguous and nothing showed yet: keep the
+    /// record, held until the commit horizon.
+    Hold(OnboardError),
     /// Nothing was created: delete the record, so a retry simply creates.
     Forget(OnboardError),
 }
@@ -88,9 +120,10 @@ async fn run(
     chime: &dyn ChimeAccounts,
     held: &mut Record,
     name: &AccountName,
+    budget: Budget,
 ) -> Result<Onboarded, Ending> {
     if held.verify {
-        if let Some(found) = verify(store, chime, held, name)
+        if let Some(found) = verify(store, chime, held, name, budget)
             .await
             .map_err(Ending::Release)?
         {
@@ -98,7 +131,7 @@ async fn run(
         }
     }
     for _ in 0..2 {
-        if let Some(onboarded) = create_and_claim(store, chime, held, name).await? {
+        if let Some(onboarded) = create_and_claim(store, chime, held, name, budget).await? {
             return Ok(onboarded);
         }
     }
@@ -131,8 +164,10 @@ async fn acquire(
         holder: new_token(),
         since,
         verify,
+        settles_at: 0,
         account: None,
     };
+    let horizon = window.horizon.as_millis() as u64;
     // What this call wrote or tried to: an SDK retry of a write that was saved
     // fails its condition against the write itself, so the record found may be
     // our own (holder tokens are 128-bit random; no one else has them).
@@ -148,9 +183,13 @@ async fn acquire(
         if let Some(own) = attempts.iter().find(|a| a.holder == found.holder) {
             return Ok(Acquired::Held(own.clone()));
         }
-        let record = if found.expiration.saturating_mul(1000) <= now {
+        let expired = found.expiration.saturating_mul(1000) <= now;
+        let record = if expired && found.fingerprint != fingerprint {
+            // Another request's, past its time: forgotten, as if absent.
             fresh(now, false)
         } else {
+            // Expired but still there (DynamoDB deletes up to days later): read
+            // as it is, so an ambiguous attempt is verified, never created over.
             if found.fingerprint != fingerprint {
                 return Err(OnboardError::IdempotencyKeyReused);
             }
@@ -159,6 +198,17 @@ async fn acquire(
             }
             if found.held_until > now {
                 return Err(OnboardError::IdempotencyInProgress);
+            }
+            // A holder that died mid-call may have sent a create until its hold ended.
+            let died = match found.held_until {
+                0 => 0,
+                until => until.saturating_add(horizon),
+            };
+            let settles_at = found.settles_at.max(died);
+            if settles_at > now {
+                return Err(OnboardError::CommitPending {
+                    retry_after: (settles_at - now).div_ceil(1000).max(1) as u32,
+                });
             }
             // Released after an ambiguous outcome, or its holder died mid-call
             // (never released): either may have created the account.
@@ -187,18 +237,20 @@ async fn create_and_claim(
     chime: &dyn ChimeAccounts,
     held: &mut Record,
     name: &AccountName,
+    budget: Budget,
 ) -> Result<Option<Onboarded>, Ending> {
-    let err = match create_account(chime, name).await {
-        Ok(account) => return claim_created(store, chime, held, name, account).await,
+    let err = match create_account(chime, name, budget).await {
+        Ok(account) => return claim_created(store, chime, held, name, account, budget).await,
         Err(err) => err,
     };
     if err.may_have_created() {
-        // Chime may have committed: never re-send blind. Look once now.
+        // Chime may have committed: never re-send blind. Look once now; if
+        // nothing shows, hold the key until the commit horizon.
         held.verify = true;
         tracing::warn!(code = err.code(), "ambiguous create outcome; verifying");
-        return match verify(store, chime, held, name).await {
+        return match verify(store, chime, held, name, budget).await {
             Ok(Some(found)) => Ok(Some(Onboarded::Adopted(found))),
-            _ => Err(Ending::Release(err)),
+            _ => Err(Ending::Hold(err)),
         };
     }
     Err(if held.verify {
@@ -219,8 +271,9 @@ async fn claim_created(
     held: &mut Record,
     name: &AccountName,
     account: Account,
+    budget: Budget,
 ) -> Result<Option<Onboarded>, Ending> {
-    match store.claim(&held.claim_on(&account)).await {
+    match claim(store, &held.claim_on(&account)).await {
         Ok(Written::Yes) => Ok(Some(Onboarded::Created(account))),
         Err(err) => {
             // The account exists and is ours; only its claim is missing.
@@ -233,7 +286,7 @@ async fn claim_created(
                 held.since = held.since.min(other.since);
             }
             held.verify = true;
-            verify(store, chime, held, name)
+            verify(store, chime, held, name, budget)
                 .await
                 .map(|found| found.map(Onboarded::Adopted))
                 .map_err(Ending::Release)
@@ -249,9 +302,10 @@ async fn verify(
     chime: &dyn ChimeAccounts,
     held: &Record,
     name: &AccountName,
+    budget: Budget,
 ) -> Result<Option<Account>, OnboardError> {
     let since = (held.since / 1000).saturating_sub(CLOCK_SKEW.as_secs()) as i64;
-    let mut candidates: Vec<(DateTime, Account)> = list_named(chime, name)
+    let mut candidates: Vec<(DateTime, Account)> = list_named(chime, name, budget)
         .await?
         .into_iter()
         .filter_map(|account| {
@@ -264,8 +318,7 @@ async fn verify(
         .collect();
     candidates.sort_by_key(|(created, _)| (created.secs(), created.subsec_nanos()));
     for (_, account) in candidates {
-        if store
-            .claim(&held.claim_on(&account))
+        if claim(store, &held.claim_on(&account))
             .await
             .map_err(store_error)?
             == Written::Yes
@@ -277,16 +330,33 @@ async fn verify(
     Ok(None)
 }
 
-/// Verification's `ListAccounts`, tried again on transient failures.
+/// A claim write, tried again when the table fails ([`CLAIM_ATTEMPTS`] in all).
+async fn claim(store: &dyn IdempotencyStore, claim: &Claim) -> Result<Written, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match store.claim(claim).await {
+            Err(err) if attempt < CLAIM_ATTEMPTS => {
+                tracing::warn!(error = %err, attempt, "claim not written; trying again");
+                tokio::time::sleep(CLAIM_BACKOFF * 2u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            written => return written,
+        }
+    }
+}
+
+/// Verification's `ListAccounts`, tried again on transient failures
+/// ([`VERIFY_ATTEMPTS`] passes at most, each page within the budget).
 async fn list_named(
     chime: &dyn ChimeAccounts,
     name: &AccountName,
+    budget: Budget,
 ) -> Result<Vec<Account>, OnboardError> {
     let mut attempt = 1;
     loop {
-        match chime.accounts_named(name).await {
+        match chime.accounts_named(name, budget).await {
             Ok(accounts) => return Ok(accounts),
-            Err(err) if err.class().is_transient() && attempt < VERIFY_ATTEMPTS => {
+            Err(err) if retry_list(&err) && attempt < VERIFY_ATTEMPTS => {
                 tracing::warn!(
                     code = err.code(),
                     attempt,
@@ -300,6 +370,15 @@ async fn list_named(
     }
 }
 
+/// Whether a failed `ListAccounts` pass is worth another: a transient answer,
+/// but not an operator error (it will not clear in milliseconds) nor the end
+/// of the budget.
+fn retry_list(err: &OnboardError) -> bool {
+    err.class().is_transient()
+        && err.class() != crate::onboard::ErrorClass::Misconfigured
+        && *err != OnboardError::TimeBudgetExhausted
+}
+
 /// Marks the record COMPLETED with the account.
 async fn finish(store: &dyn IdempotencyStore, held: &Record, account: &Account) {
     // On a conflict the account is claimed by this key: whoever holds it now adopts it.
@@ -310,9 +389,14 @@ async fn finish(store: &dyn IdempotencyStore, held: &Record, account: &Account) 
     .await;
 }
 
-/// Lets go of the key but keeps the record (and its `verify` mark).
-async fn release(store: &dyn IdempotencyStore, held: &Record) {
-    fenced(store.put(&held.released(), &held.holder), "released").await;
+/// Lets go of the key but keeps the record (and its `verify` mark), held
+/// until `settles_at` (0: not held).
+async fn release(store: &dyn IdempotencyStore, held: &Record, settles_at: u64) {
+    fenced(
+        store.put(&held.released(settles_at), &held.holder),
+        "released",
+    )
+    .await;
 }
 
 /// Deletes the record: nothing was created, a retry simply creates.

@@ -44,6 +44,10 @@ pub struct Record {
     pub since: u64,
     /// An earlier attempt may have created the account: verify before creating.
     pub verify: bool,
+    /// Until when a commit of the last ambiguous create may still appear
+    /// (milliseconds since the epoch; 0: none pending): the commit horizon.
+    /// Until then the key stays held and nothing is created or verified.
+    pub settles_at: u64,
     /// The account, once COMPLETED (the only place the name is stored).
     pub account: Option<Account>,
 }
@@ -60,21 +64,27 @@ impl Record {
     }
 
     /// The record as this attempt leaves it when it lets go of the key but
-    /// keeps its `verify` mark for the next one.
-    pub fn released(&self) -> Self {
+    /// keeps its `verify` mark for the next one; `settles_at` is the commit
+    /// horizon of an ambiguous create this attempt could not resolve (0: none).
+    pub fn released(&self, settles_at: u64) -> Self {
         Self {
             held_until: 0,
+            settles_at,
             ..self.clone()
         }
     }
 
-    /// The claim this record's key makes on `account`.
+    /// The claim this record's key makes on `account`. It lives twice as long
+    /// as the record from `since`: a claim must outlive every record whose
+    /// verification could otherwise adopt its account (a record's expiration
+    /// moves on with each take-over, within the time a message can come back).
     pub fn claim_on(&self, account: &Account) -> Claim {
+        let lifetime = self.expiration.saturating_sub(self.since / 1000);
         Claim {
             account_id: account.account_id.clone(),
             owner: self.key.clone(),
             since: self.since,
-            expiration: self.expiration,
+            expiration: self.expiration.saturating_add(lifetime),
         }
     }
 }

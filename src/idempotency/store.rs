@@ -46,6 +46,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// stored one: the common path (a new key) takes one round trip, not a
     /// read and a write.
     async fn insert(&self, record: &Record) -> Result<Inserted, StoreError>;
+    /// Reads a record (strongly consistent).
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
     /// Writes `record` over the stored one if `holder` wrote that.
     async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError>;
     /// Deletes the record if `holder` still holds it.

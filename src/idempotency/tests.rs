@@ -11,6 +11,7 @@ use aws_smithy_types::date_time::{DateTime, Format};
 use super::flow::VERIFY_ATTEMPTS;
 use super::record::millis;
 use super::*;
+use crate::deadline::Budget;
 use crate::fakes::{account, FakeChime, FakeStore, Step};
 use crate::onboard::{AccountName, ChimeErrorKind, OnboardError, Onboarded};
 
@@ -20,6 +21,8 @@ fn window() -> Window {
         now,
         hold_until: now + Duration::from_secs(30),
         ttl: Duration::from_secs(3600),
+        horizon: Duration::ZERO,
+        budget: Budget::unbounded(Duration::from_secs(5)),
     }
 }
 
@@ -92,6 +95,9 @@ impl IdempotencyStore for ReplayedWrites {
         }
         Ok(outcome)
     }
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get(key).await
+    }
     async fn put(&self, record: &Record, holder: &str) -> Result<Written, StoreError> {
         let outcome = self.inner.put(record, holder).await?;
         if outcome == Written::Yes && !self.replayed_put.swap(true, Ordering::SeqCst) {
@@ -126,6 +132,7 @@ async fn a_write_whose_answer_was_lost_is_recognised_as_our_own() {
         holder: "earlier".into(),
         since: millis(SystemTime::now()),
         verify: false,
+        settles_at: 0,
         account: None,
     };
     store
@@ -157,6 +164,7 @@ async fn a_clean_failure_releases_the_key_and_a_live_holder_blocks() {
         holder: "other".into(),
         since: now,
         verify: false,
+        settles_at: 0,
         account: None,
     };
     let _ = store.insert(&held).await;
@@ -253,6 +261,7 @@ async fn a_dead_holder_is_taken_over_and_what_it_created_adopted() {
         holder: "dead".into(),
         since: started,
         verify: false,
+        settles_at: 0,
         account: None,
     };
     let _ = store.insert(&dead).await;
@@ -325,4 +334,151 @@ async fn a_creator_that_loses_its_claim_adopts_the_winners_stray() {
         Ok("acct-1".to_owned())
     );
     assert_eq!(chime.creates(), 1, "no third account");
+}
+
+/// A window with a commit horizon of `horizon_ms`.
+fn window_with_horizon(horizon_ms: u64) -> Window {
+    Window {
+        horizon: Duration::from_millis(horizon_ms),
+        ..window()
+    }
+}
+
+#[tokio::test]
+async fn a_late_commit_holds_the_key_until_the_horizon_then_is_adopted() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    let w = || window_with_horizon(400);
+    // The create times out; Chime commits it later. Verification finds nothing yet.
+    chime.script([Step::CommitLate(OnboardError::ChimeTimeout)]);
+    let first = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    assert_eq!(first, Err(OnboardError::ChimeTimeout));
+    // A repeat before the horizon creates nothing and says when to come back.
+    let early = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    assert!(
+        matches!(early, Err(OnboardError::CommitPending { retry_after: 1 })),
+        "{early:?}"
+    );
+    assert_eq!(chime.creates(), 1);
+    chime.commit_late();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // After it, verification adopts the late account: one account in all.
+    let later = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    assert!(matches!(later, Ok(Onboarded::Adopted(_))), "{later:?}");
+    assert_eq!(chime.names(), ["Acme"]);
+    assert_eq!(chime.creates(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_holder_counts_the_horizon_from_the_end_of_its_hold() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    let now = millis(SystemTime::now());
+    let dead = Record {
+        key: "k".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint(&name("Acme")),
+        expiration: now / 1000 + 3600,
+        held_until: now - 1_000,
+        holder: "dead".into(),
+        since: now - 5_000,
+        verify: false,
+        settles_at: 0,
+        account: None,
+    };
+    let _ = store.insert(&dead).await;
+    let early = create_once(
+        &store,
+        &chime,
+        "k",
+        &name("Acme"),
+        window_with_horizon(30_000),
+    )
+    .await;
+    assert!(
+        matches!(early, Err(OnboardError::CommitPending { retry_after }) if (28..=29).contains(&retry_after)),
+        "{early:?}"
+    );
+    assert_eq!(chime.creates(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_ambiguous_record_still_present_is_verified_not_read_as_absent() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    let now = millis(SystemTime::now());
+    let since = now - 7_200_000;
+    chime.insert(account("acct-1", "Acme", &timestamp(since + 500)));
+    let expired = Record {
+        key: "k".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint(&name("Acme")),
+        expiration: now / 1000 - 60,
+        held_until: 0,
+        holder: "earlier".into(),
+        since,
+        verify: true,
+        settles_at: 0,
+        account: None,
+    };
+    let _ = store.insert(&expired).await;
+    let adopted = once(&store, &chime, "k", "Acme").await;
+    assert_eq!(
+        adopted.map(|a| a.account().account_id.clone()),
+        Ok("acct-1".to_owned())
+    );
+    assert_eq!(chime.creates(), 0);
+    // Another name's expired record is forgotten: the key is new again.
+    let other = Record {
+        key: "o".into(),
+        fingerprint: fingerprint(&name("Someone Else")),
+        ..expired
+    };
+    let _ = store.insert(&other).await;
+    let created = once(&store, &chime, "o", "Beta").await;
+    assert!(matches!(created, Ok(Onboarded::Created(_))), "{created:?}");
+}
+
+#[tokio::test]
+async fn a_claim_write_that_fails_is_tried_again_and_claims_outlive_records() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    store.fail_claims(2);
+    let created = once(&store, &chime, "k", "Acme").await;
+    assert!(matches!(created, Ok(Onboarded::Created(_))), "{created:?}");
+    let claim = store.get_claim("acct-1").await.ok().flatten();
+    let record = store.get("k").await.ok().flatten();
+    assert_eq!(claim.as_ref().map(|c| c.owner.as_str()), Some("k"));
+    let (claim, record) = (claim.map(|c| c.expiration), record.map(|r| r.expiration));
+    assert!(claim > record, "{claim:?} vs {record:?}");
+}
+
+#[tokio::test]
+async fn verification_stops_when_the_budget_does_not_cover_a_page() {
+    use crate::deadline::Deadline;
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    let now = millis(SystemTime::now());
+    let ambiguous = Record {
+        key: "k".into(),
+        status: RecordStatus::InProgress,
+        fingerprint: fingerprint(&name("Acme")),
+        expiration: now / 1000 + 3600,
+        held_until: 0,
+        holder: "earlier".into(),
+        since: now - 60_000,
+        verify: true,
+        settles_at: 0,
+        account: None,
+    };
+    let _ = store.insert(&ambiguous).await;
+    let tight = Window {
+        budget: Budget {
+            deadline: Deadline::at(SystemTime::now() + Duration::from_secs(3)),
+            call: Duration::from_secs(5),
+        },
+        ..window()
+    };
+    let out = create_once(&store, &chime, "k", &name("Acme"), tight).await;
+    assert_eq!(out, Err(OnboardError::TimeBudgetExhausted));
+    assert_eq!(chime.creates(), 0);
+    assert_eq!(chime.list_calls.load(Ordering::SeqCst), 0);
+    // The record keeps its mark for the next attempt.
+    let kept = store.get("k").await.ok().flatten();
+    assert!(kept.is_some_and(|r| r.verify && r.held_until == 0));
 }

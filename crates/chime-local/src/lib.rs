@@ -40,7 +40,7 @@ mod state;
 
 pub use conn::ConnCtl;
 pub use error::{ApiError, ErrorKind, HEADER_ERROR_TYPE};
-pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_WITHHOLD_MS};
+pub use faults::{FaultKind, Faults, RateLimit, DEFAULT_LATE_COMMIT_MS, DEFAULT_WITHHOLD_MS};
 pub use model::{Account, SigninDelegateGroup};
 pub use routes::{router, HEADER_REQUEST_ID};
 pub use server::{spawn, Handle};

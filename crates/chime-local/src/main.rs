@@ -80,6 +80,13 @@ struct Args {
     /// Committed* kinds wait for the next CreateAccount/UpdateAccount/DeleteAccount).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind)]
     fail_next: Vec<FaultKind>,
+    /// Probability (0..=1), per mutating request not otherwise faulted, of a late commit:
+    /// the operation runs --late-commit-ms after the request, client or no client.
+    #[arg(long, default_value_t = 0.0)]
+    late_commit_rate: f64,
+    /// How long after the request a late commit happens, in ms.
+    #[arg(long, default_value_t = chime_local::DEFAULT_LATE_COMMIT_MS)]
+    late_commit_ms: u64,
 }
 
 fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
@@ -107,6 +114,8 @@ impl Args {
             withhold_ms: self.withhold_ms,
             fail_next: self.fail_next,
             seed: None,
+            late_commit_rate: self.late_commit_rate,
+            late_commit_ms: self.late_commit_ms,
         };
         faults.validate()?;
         if self.aws_account_id.len() != 12

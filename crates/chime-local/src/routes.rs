@@ -144,23 +144,62 @@ async fn call(emulator: Emulator, op: Op, request: Request) -> Response {
         }
         None => {}
     }
-    let result = match op {
-        Op::CreateAccount => create_account(&emulator, &body),
-        Op::GetAccount => account_id(parts.uri.path()).and_then(|id| get_account(&emulator, &id)),
-        Op::ListAccounts => list_accounts(&emulator, parts.uri.query()),
-        Op::UpdateAccount => {
-            account_id(parts.uri.path()).and_then(|id| update_account(&emulator, &id, &body))
-        }
-        Op::DeleteAccount => {
-            account_id(parts.uri.path()).and_then(|id| delete_account(&emulator, &id))
-        }
-    };
+    if let Some(late) = decision.late {
+        return commit_late(emulator, op, parts.uri, body, late).await;
+    }
+    let result = run(&emulator, op, &parts.uri, &body);
     match (decision.after_commit, result) {
         (Some(kind), Ok(_committed)) => {
             let ctl = parts.extensions.get::<Arc<ConnCtl>>();
             lose_answer(&emulator, op, kind, decision.withhold, ctl).await
         }
         (_, result) => finish(&emulator, op, result),
+    }
+}
+
+/// The operation itself.
+fn run(
+    emulator: &Emulator,
+    op: Op,
+    uri: &axum::http::Uri,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match op {
+        Op::CreateAccount => create_account(emulator, body),
+        Op::GetAccount => account_id(uri.path()).and_then(|id| get_account(emulator, &id)),
+        Op::ListAccounts => list_accounts(emulator, uri.query()),
+        Op::UpdateAccount => {
+            account_id(uri.path()).and_then(|id| update_account(emulator, &id, body))
+        }
+        Op::DeleteAccount => account_id(uri.path()).and_then(|id| delete_account(emulator, &id)),
+    }
+}
+
+/// A late commit: the operation runs `late` after the request in a task of its own, so
+/// it commits whether or not the client is still there; a client still waiting gets its
+/// answer then. Counted under the outcome `CommittedLate`.
+async fn commit_late(
+    emulator: Emulator,
+    op: Op,
+    uri: axum::http::Uri,
+    body: Bytes,
+    late: std::time::Duration,
+) -> Response {
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(late).await;
+        let result = run(&emulator, op, &uri, &body);
+        let outcome = match &result {
+            Ok(_) => "CommittedLate",
+            Err(err) => err.kind.as_str(),
+        };
+        emulator.record(op.name(), outcome);
+        tracing::debug!(operation = op.name(), outcome, "late commit");
+        result
+    });
+    match task.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => err.into_response(),
+        Err(_) => ApiError::of(ErrorKind::ServiceFailureException).into_response(),
     }
 }
 

@@ -16,7 +16,12 @@
 //! 5. for a mutating request whose operation ran (and succeeded), the after-commit draw against
 //!    `after_commit_failure_rate`, `after_commit_unavailable_rate`, `after_commit_reset_rate`,
 //!    then `after_commit_withhold_rate` (cumulative) decides how the answer is lost, unless a
-//!    `Committed*` `fail_next` entry already decided it.
+//!    `Committed*` `fail_next` entry already decided it;
+//! 6. beyond those four rates, the same draw against `late_commit_rate` makes a **late
+//!    commit**: the operation runs `late_commit_ms` after the request, whether or not the
+//!    client still waits (a slow create that commits after the client gave up), and the
+//!    answer, if anyone is left to read it, is the operation's own. `CommittedLate` in
+//!    `fail_next` forces one.
 
 use super::{AfterCommit, FaultKind, Faults, RateLimit};
 use std::collections::VecDeque;
@@ -33,6 +38,8 @@ pub(crate) struct Decision {
     pub(crate) after_commit: Option<AfterCommit>,
     /// How long a withheld answer is held back.
     pub(crate) withhold: Duration,
+    /// For a mutating request: a late commit, this long after the request.
+    pub(crate) late: Option<Duration>,
 }
 
 impl Decision {
@@ -41,6 +48,7 @@ impl Decision {
         fault: None,
         after_commit: None,
         withhold: Duration::ZERO,
+        late: None,
     };
 }
 
@@ -143,7 +151,13 @@ impl Engine {
         } else {
             None
         };
-        let (fault, after_commit) = if let Some(next) = next {
+        let late_commit = Duration::from_millis(f.late_commit_ms);
+        let late_bound = f.after_commit_rates().iter().sum::<f64>() + f.late_commit_rate;
+        let mut late = None;
+        let (fault, after_commit) = if next == Some(FaultKind::CommittedLate) {
+            late = Some(late_commit);
+            (None, None)
+        } else if let Some(next) = next {
             match next.after_commit() {
                 Some(after) => (None, Some(after)),
                 None => (Some(next), None),
@@ -157,7 +171,11 @@ impl Engine {
         } else if outcome_draw < f.throttle_rate + f.unavailable_rate + f.failure_rate {
             (Some(FaultKind::ServiceFailureException), None)
         } else if mutating {
-            (None, after_commit_from(commit_draw, f.after_commit_rates()))
+            let after = after_commit_from(commit_draw, f.after_commit_rates());
+            if after.is_none() && commit_draw < late_bound {
+                late = Some(late_commit);
+            }
+            (None, after)
         } else {
             (None, None)
         };
@@ -171,6 +189,7 @@ impl Engine {
             fault,
             after_commit,
             withhold,
+            late,
         }
     }
 }
@@ -352,6 +371,44 @@ mod tests {
         assert_eq!(decision.fault, Some(FaultKind::ThrottledClientException));
         assert_eq!(engine.decide(now, true).after_commit, None);
         assert!(engine.current().fail_next.is_empty());
+    }
+
+    #[test]
+    fn late_commits_come_by_rate_and_by_fail_next_and_only_for_mutations() {
+        let mut engine = Engine::new(Some(1));
+        engine.set(Faults {
+            fail_next: vec![FaultKind::CommittedLate],
+            late_commit_ms: 1_500,
+            ..Faults::default()
+        });
+        let now = Instant::now();
+        assert_eq!(engine.decide(now, false).late, None, "a read passes it by");
+        assert_eq!(
+            engine.decide(now, true).late,
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(engine.decide(now, true).late, None);
+        engine.set(Faults {
+            late_commit_rate: 0.5,
+            seed: Some(4),
+            ..Faults::default()
+        });
+        let late = (0..200)
+            .filter(|_| engine.decide(now, true).late.is_some())
+            .count();
+        assert!((60..=140).contains(&late), "{late} of 200");
+        assert!((0..50).all(|_| engine.decide(now, false).late.is_none()));
+        let json =
+            r#"{"late_commit_rate":0.1,"late_commit_ms":2500,"fail_next":["CommittedLate"]}"#;
+        let parsed: Faults = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.late_commit_ms, 2_500);
+        assert!(parsed.validate().is_ok());
+        let bad = Faults {
+            after_commit_failure_rate: 0.6,
+            late_commit_rate: 0.6,
+            ..Faults::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("late_commit_rate"));
     }
 
     #[test]

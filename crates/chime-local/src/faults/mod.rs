@@ -52,7 +52,15 @@ pub struct Faults {
     pub fail_next: Vec<FaultKind>,
     /// Reseeds the fault RNG when these faults are set, so the sequence is reproducible.
     pub seed: Option<u64>,
+    /// Probability (0..=1), per mutating request not otherwise faulted, of a late commit:
+    /// the operation runs `late_commit_ms` after the request, client or no client.
+    pub late_commit_rate: f64,
+    /// How long after the request a late commit happens, in ms.
+    pub late_commit_ms: u64,
 }
+
+/// `late_commit_ms` when not given.
+pub const DEFAULT_LATE_COMMIT_MS: u64 = 3_000;
 
 /// `withhold_ms` when not given: longer than any sensible client timeout.
 pub const DEFAULT_WITHHOLD_MS: u64 = 30_000;
@@ -74,6 +82,8 @@ impl Default for Faults {
             withhold_ms: DEFAULT_WITHHOLD_MS,
             fail_next: Vec::new(),
             seed: None,
+            late_commit_rate: 0.0,
+            late_commit_ms: DEFAULT_LATE_COMMIT_MS,
         }
     }
 }
@@ -125,6 +135,8 @@ pub enum FaultKind {
     CommittedConnectionReset,
     /// After the commit: nothing for `withhold_ms`, then the connection is closed unanswered.
     CommittedWithheld,
+    /// A late commit: the operation runs `late_commit_ms` after the request.
+    CommittedLate,
 }
 
 /// How the answer to a committed mutation is lost. Its [`AfterCommit::outcome`] is the key of
@@ -160,7 +172,7 @@ impl AfterCommit {
 impl FaultKind {
     /// Whether this is an after-commit kind (`Committed*`).
     pub fn is_after_commit(self) -> bool {
-        self.after_commit().is_some()
+        self.after_commit().is_some() || self == FaultKind::CommittedLate
     }
 
     pub(crate) fn after_commit(self) -> Option<AfterCommit> {
@@ -189,7 +201,8 @@ impl FaultKind {
             FaultKind::CommittedServiceUnavailable => ErrorKind::ServiceUnavailableException,
             FaultKind::ConnectionReset
             | FaultKind::CommittedConnectionReset
-            | FaultKind::CommittedWithheld => return None,
+            | FaultKind::CommittedWithheld
+            | FaultKind::CommittedLate => return None,
         })
     }
 }
@@ -213,6 +226,7 @@ impl Faults {
                 "after_commit_withhold_rate",
                 self.after_commit_withhold_rate,
             ),
+            ("late_commit_rate", self.late_commit_rate),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -224,10 +238,11 @@ impl Faults {
                 "throttle_rate + unavailable_rate + failure_rate must not exceed 1".to_owned(),
             );
         }
-        if self.after_commit_rates().iter().sum::<f64>() > 1.0 + 1e-9 {
+        if self.after_commit_rates().iter().sum::<f64>() + self.late_commit_rate > 1.0 + 1e-9 {
             return Err(
                 "after_commit_failure_rate + after_commit_unavailable_rate + \
-                 after_commit_reset_rate + after_commit_withhold_rate must not exceed 1"
+                 after_commit_reset_rate + after_commit_withhold_rate + late_commit_rate \
+                 must not exceed 1"
                     .to_owned(),
             );
         }
@@ -262,6 +277,7 @@ impl Faults {
             || self.rate_limit.is_some()
             || self.reset_rate > 0.0
             || self.after_commit_rates().iter().any(|r| *r > 0.0)
+            || self.late_commit_rate > 0.0
             || !self.fail_next.is_empty()
     }
 }

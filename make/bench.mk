@@ -2,6 +2,9 @@
 #   make bench         cold init, warm overhead, SQS batch, RSS, zip size, TLS cold path -> bench/results.json + BENCHMARKS.md
 #   make bench-quick   regression guard for `make test`: 5 cold starts, init and spawn -> first response ratios vs hello world
 #   make bench-tls-variants  optional: hello-tls on aws-lc-rs (the SDK default), with and without jitter entropy (once, ~5 min)
+#   make bench-deployed  only the deployed case (idempotency on, TLS, RTT_MS of latency to each upstream; `make bench`
+#                        runs it too): round trips and spawn -> first response vs the SDK floor, printed and written to
+#                        target/bench-logs/deployed.json; results.json and BENCHMARKS.md are left alone
 #
 # The harness is its own small Cargo workspace (bench/harness) built into the
 # shared target dir; the hello worlds (bench/hello, and the SDK floor
@@ -24,7 +27,12 @@ BENCH_QUICK_FLAGS := $(if $(filter dev,$(BENCH_QUICK_PROFILE)),,--profile $(BENC
 # One package per cargo call: building two together unifies their features and
 # would give the function a second, differently-featured build of the SDK stack.
 
-.PHONY: bench bench-quick bench-build bench-harness bench-peer bench-tls-variants
+.PHONY: bench bench-quick bench-build bench-harness bench-peer bench-tls-variants bench-deployed
+
+# The deployed case's round-trip time to each upstream (ms), and its size.
+RTT_MS ?= 2
+DEPLOYED_RUNS ?= 10
+DEPLOYED_WARM ?= 10
 
 # The Python peer's own venv; rebuilt only when its requirements change.
 $(BENCH_PEER_STAMP): bench/peers/python/requirements.txt
@@ -57,8 +65,21 @@ bench: bench-build $(BENCH_PEER_STAMP)
 		--chime-local $(BENCH_TARGET)/release/chime-local \
 		--python $(BENCH_PEER_VENV)/bin/python --python-dir bench/peers/python \
 		--zip target/lambda/chime-onboard/bootstrap.zip \
+		--rtt-ms $(RTT_MS) \
 		--out bench/results.json --markdown BENCHMARKS.md --log-dir $(BENCH_TARGET)/bench-logs
 	@echo "wrote bench/results.json and the table in BENCHMARKS.md"
+
+# The deployed case alone (≈ 10 s of running): the function and the SDK floor in release builds.
+bench-deployed: bench-harness
+	$(BENCH_NICE) cargo build --release --quiet -p chime-onboard
+	$(BENCH_NICE) cargo build --release --quiet -p chime-local
+	$(BENCH_NICE) cargo build --release --quiet -p bench-hello-sdk
+	$(BENCH_NICE) $(BENCH_HARNESS) deployed \
+		--function $(BENCH_TARGET)/release/chime-onboard \
+		--hello-sdk $(BENCH_TARGET)/release/hello-sdk \
+		--chime-local $(BENCH_TARGET)/release/chime-local \
+		--rtt-ms $(RTT_MS) --deployed-runs $(DEPLOYED_RUNS) --deployed-warm $(DEPLOYED_WARM) \
+		--out $(BENCH_TARGET)/bench-logs/deployed.json --log-dir $(BENCH_TARGET)/bench-logs
 
 # Ratios only, never absolute times: the guard must pass on any machine.
 bench-quick: bench-harness

@@ -1,5 +1,5 @@
 //! The benchmark cases (see BENCHMARKS.md for what each measures and why).
-use crate::fakes::{FakeSqs, TlsProxy};
+use crate::fakes::{FakeSqs, TestCa, TlsProxy};
 use crate::runtime::{Bootstrap, Session};
 use crate::stats::{ratio, round, Samples};
 use crate::upstream::{ChimeLocal, RawClient};
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Debian's single-file bundle (what `SSL_CERT_FILE` points at for the one-file lever).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-const INIT_TIMEOUT: Duration = Duration::from_secs(15);
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const INVOKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 static NAMES: AtomicU64 = AtomicU64::new(0);
 
@@ -25,8 +25,13 @@ fn next_name() -> String {
 
 /// An API Gateway HTTP API (v2) `POST /accounts` event with a fresh name.
 fn apigw_v2_post_accounts() -> Bytes {
+    apigw_v2_post_accounts_keyed(None)
+}
+
+/// The same, with an `Idempotency-Key` header when `key` is given.
+pub(crate) fn apigw_v2_post_accounts_keyed(key: Option<&str>) -> Bytes {
     let body = json!({ "Name": next_name() }).to_string();
-    let event = json!({
+    let mut event = json!({
         "version": "2.0",
         "routeKey": "POST /accounts",
         "rawPath": "/accounts",
@@ -62,6 +67,9 @@ fn apigw_v2_post_accounts() -> Bytes {
         "isBase64Encoded": false,
         "body": body
     });
+    if let (Some(key), Some(headers)) = (key, event.get_mut("headers")) {
+        headers["idempotency-key"] = json!(key);
+    }
     Bytes::from(event.to_string())
 }
 
@@ -92,7 +100,7 @@ fn sqs_batch(n: usize) -> Bytes {
     Bytes::from(json!({ "Records": records }).to_string())
 }
 
-fn status_code(body: &[u8]) -> Option<u64> {
+pub(crate) fn status_code(body: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Value>(body)
         .ok()?
         .get("statusCode")?
@@ -110,16 +118,16 @@ fn batch_failures(body: &[u8]) -> Option<usize> {
 
 /// The three functions under test (and the TLS hello world), with the
 /// environment each gets on top of the Lambda-provided variables.
-struct Subjects {
-    function: Bootstrap,
-    hello: Bootstrap,
-    hello_tls: Bootstrap,
+pub(crate) struct Subjects {
+    pub(crate) function: Bootstrap,
+    pub(crate) hello: Bootstrap,
+    pub(crate) hello_tls: Bootstrap,
     /// The SDK floor: one aws-sdk-chime call per invocation, nothing else.
-    hello_sdk: Bootstrap,
-    python: Bootstrap,
+    pub(crate) hello_sdk: Bootstrap,
+    pub(crate) python: Bootstrap,
 }
 
-fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Subjects {
+pub(crate) fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Subjects {
     let log_dir = args.log_dir.clone();
     let app_env = vec![
         ("AWS_ENDPOINT_URL_CHIME".to_string(), chime_url.to_string()),
@@ -185,7 +193,7 @@ fn subjects(args: &Args, chime_url: &str, sqs_url: &str, queue_url: &str) -> Sub
     }
 }
 
-fn with_env(b: &Bootstrap, label: &str, extra: &[(&str, String)]) -> Bootstrap {
+pub(crate) fn with_env(b: &Bootstrap, label: &str, extra: &[(&str, String)]) -> Bootstrap {
     let mut b = b.clone();
     b.label = label.to_string();
     for (k, v) in extra {
@@ -325,7 +333,8 @@ pub async fn full(args: &Args) -> Result<Results> {
     let python = !args.skip_python && args.python.exists();
     let chime = ChimeLocal::start(&args.chime_local, &args.log_dir).await?;
     let sqs = FakeSqs::start().await?;
-    let proxy = TlsProxy::start(chime.addr, &args.log_dir).await?;
+    let ca = TestCa::generate(&args.log_dir)?;
+    let proxy = TlsProxy::start(chime.addr, &ca, None).await?;
     let s = subjects(args, &chime.url(), &sqs.url(), &sqs.queue_url());
     let mut notes: Vec<String> = Vec::new();
     let mut top: BTreeMap<&'static str, Value> = BTreeMap::new();
@@ -677,6 +686,18 @@ pub async fn full(args: &Args) -> Result<Results> {
             notes.extend(c.failures.iter().take(1).cloned());
         }
         details.insert("tls".into(), Value::Object(tls_details));
+    }
+    if args.wants("deployed") {
+        // 6. As deployed: idempotency on, TLS, a network between the function and both upstreams.
+        eprintln!(
+            "bench: case 6, deployed (RTT {} ms) x{}",
+            args.rtt_ms, args.deployed_runs
+        );
+        chime.set_latency(0).await?;
+        let deployed = crate::deployed::run(args, &s, chime.addr, &ca).await?;
+        top.extend(deployed.top);
+        notes.extend(deployed.notes);
+        details.insert("deployed".into(), deployed.details);
     }
     details.insert(
         "chime_local_stats".into(),

@@ -1,5 +1,5 @@
 //! Stand-ins on loopback: a SendMessage-only SQS endpoint and a TLS-terminating
-//! proxy with a generated certificate authority.
+//! proxy with a generated certificate authority (shared by every proxy of a run).
 //!
 //! Why a fake SQS and not moto_server: moto answers SendMessage in a few
 //! milliseconds of Python per call and serialises on the GIL, which would add
@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -156,7 +157,8 @@ async fn send_message(
     Ok(response)
 }
 
-/// Files the functions are pointed at to trust the proxy's certificate.
+/// Files the functions are pointed at to trust the proxies' certificate.
+#[derive(Clone, Debug)]
 pub struct TrustFiles {
     /// Only the generated CA: the smallest possible root store.
     pub ca_only: PathBuf,
@@ -165,15 +167,16 @@ pub struct TrustFiles {
     pub bundle: PathBuf,
 }
 
-/// A TLS-terminating proxy on loopback in front of an HTTP upstream.
-pub struct TlsProxy {
-    pub addr: SocketAddr,
+/// A generated certificate authority and the one server certificate (for
+/// `127.0.0.1` and `localhost`) every TLS proxy of a run presents.
+pub struct TestCa {
     pub trust: TrustFiles,
-    task: JoinHandle<()>,
+    server: Arc<rustls::ServerConfig>,
 }
 
-impl TlsProxy {
-    pub async fn start(upstream: SocketAddr, dir: &Path) -> Result<TlsProxy> {
+impl TestCa {
+    /// Generates the CA and the leaf, and writes the trust files into `dir`.
+    pub fn generate(dir: &Path) -> Result<TestCa> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
@@ -215,12 +218,34 @@ impl TlsProxy {
             .with_no_client_auth()
             .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)
             .context("proxy certificate")?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(TestCa {
+            trust: TrustFiles { ca_only, bundle },
+            server: Arc::new(config),
+        })
+    }
+}
+
+/// The requests a TLS proxy decrypted: when, and `METHOD /path [x-amz-target]`.
+pub type Tap = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// A TLS-terminating proxy on loopback in front of an HTTP upstream.
+pub struct TlsProxy {
+    pub addr: SocketAddr,
+    pub trust: TrustFiles,
+    task: JoinHandle<()>,
+}
+
+impl TlsProxy {
+    /// Terminates TLS with `ca`'s certificate and forwards to `upstream`; with
+    /// a `tap`, notes the first line (and `x-amz-target`) of each request.
+    pub async fn start(upstream: SocketAddr, ca: &TestCa, tap: Option<Tap>) -> Result<TlsProxy> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&ca.server));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
+                let tap = tap.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let Ok(mut tls) = acceptor.accept(stream).await else {
@@ -230,13 +255,18 @@ impl TlsProxy {
                         return;
                     };
                     let _ = plain.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    match tap {
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                        }
+                        Some(tap) => tapped(tls, plain, tap).await,
+                    }
                 });
             }
         });
         Ok(TlsProxy {
             addr,
-            trust: TrustFiles { ca_only, bundle },
+            trust: ca.trust.clone(),
             task,
         })
     }
@@ -248,4 +278,54 @@ impl TlsProxy {
     pub fn stop(self) {
         self.task.abort();
     }
+}
+
+/// Copies both ways like `copy_bidirectional`, noting each request line.
+async fn tapped(tls: tokio_rustls::server::TlsStream<TcpStream>, plain: TcpStream, tap: Tap) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+    let (mut plain_read, mut plain_write) = plain.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = tls_read.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if let Some(line) = request_line(&buf[..n]) {
+                if let Ok(mut t) = tap.lock() {
+                    t.push((Instant::now(), line));
+                }
+            }
+            if plain_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = plain_write.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut plain_read, &mut tls_write).await;
+        let _ = tls_write.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// `POST /accounts`, or `POST / PutItem` for a DynamoDB call, when `chunk`
+/// starts an HTTP request.
+fn request_line(chunk: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(chunk.get(..chunk.len().min(4096))?).ok()?;
+    let first = text.lines().next()?;
+    let (method, rest) = first.split_once(' ')?;
+    if !["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"].contains(&method) {
+        return None;
+    }
+    let path = rest.split(' ').next().unwrap_or("");
+    let target = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-target")
+            .then(|| value.trim().rsplit('.').next().unwrap_or("").to_string())
+    });
+    Some(match target {
+        Some(t) => format!("{method} {path} {t}"),
+        None => format!("{method} {path}"),
+    })
 }

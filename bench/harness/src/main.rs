@@ -1,10 +1,16 @@
 //! bench-harness: runs Lambda `bootstrap` executables against a loopback Runtime
 //! API and measures cold init, warm overhead, batch concurrency, memory and the
 //! TLS cold path for chime-onboard, a hello-world Rust function and a Python
-//! 3 + boto3 peer, in one run. `make bench` and `make bench-quick` call it.
+//! 3 + boto3 peer, in one run, and the function as deployed (idempotency on,
+//! TLS, a delayed network: `deployed.rs`). `make bench`, `make bench-quick`
+//! and `make bench-deployed` call it.
 //!
-//! Usage: `bench-harness full|quick [--key value]...` (see `Args::parse`).
+//! Usage: `bench-harness full|quick|deployed [--key value]...` (see `Args::parse`).
 mod cases;
+mod delay;
+mod deployed;
+mod dynamo;
+mod expr;
 mod fakes;
 mod report;
 mod runtime;
@@ -18,6 +24,8 @@ use std::path::PathBuf;
 #[derive(Clone, Debug)]
 pub struct Args {
     pub quick: bool,
+    /// `deployed`: only the deployed case, its numbers to `out` (not results.json).
+    pub deployed_only: bool,
     pub function: PathBuf,
     pub hello: PathBuf,
     pub hello_tls: PathBuf,
@@ -44,7 +52,13 @@ pub struct Args {
     /// Extra environment for chime-onboard, as `KEY=value` (lever experiments).
     pub function_env: Vec<(String, String)>,
     pub command: String,
-    /// Cases to run (`cold,warm,sqs,tls`); all when empty.
+    /// Deployed case: the round-trip time the delaying proxy adds to every upstream.
+    pub rtt_ms: f64,
+    /// Deployed case: fresh processes of the function and of the SDK floor each.
+    pub deployed_runs: usize,
+    /// Deployed case: warm invocations after the first, per process.
+    pub deployed_warm: usize,
+    /// Cases to run (`cold,warm,sqs,tls,deployed`); all when empty.
     pub cases: Vec<String>,
 }
 
@@ -59,13 +73,17 @@ impl Args {
     fn parse() -> Result<Args> {
         let mut argv = std::env::args().skip(1);
         let mode = argv.next().unwrap_or_default();
-        let quick = match mode.as_str() {
-            "full" => false,
-            "quick" => true,
-            other => bail!("usage: bench-harness full|quick [--key value]... (got {other:?})"),
+        let (quick, deployed_only) = match mode.as_str() {
+            "full" => (false, false),
+            "quick" => (true, false),
+            "deployed" => (false, true),
+            other => {
+                bail!("usage: bench-harness full|quick|deployed [--key value]... (got {other:?})")
+            }
         };
         let mut args = Args {
             quick,
+            deployed_only,
             function: "target/release/chime-onboard".into(),
             hello: "target/release/hello".into(),
             hello_tls: "target/release/hello-tls".into(),
@@ -76,7 +94,11 @@ impl Args {
             python: "bench/.venv-peer/bin/python".into(),
             python_dir: "bench/peers/python".into(),
             zip: "target/lambda/chime-onboard/bootstrap.zip".into(),
-            out: "bench/results.json".into(),
+            out: if deployed_only {
+                "target/bench-logs/deployed.json".into()
+            } else {
+                "bench/results.json".into()
+            },
             markdown: "BENCHMARKS.md".into(),
             log_dir: "target/bench-logs".into(),
             cold_runs: if quick { 5 } else { 30 },
@@ -86,6 +108,9 @@ impl Args {
             first_response_threshold: 3.0,
             skip_python: false,
             function_env: Vec::new(),
+            rtt_ms: 2.0,
+            deployed_runs: 15,
+            deployed_warm: 10,
             cases: Vec::new(),
             command: "make bench".into(),
         };
@@ -131,6 +156,9 @@ impl Args {
                 "--cold-runs" => args.cold_runs = value.parse()?,
                 "--tls-runs" => args.tls_runs = value.parse()?,
                 "--warm" => args.warm = value.parse()?,
+                "--rtt-ms" => args.rtt_ms = value.parse()?,
+                "--deployed-runs" => args.deployed_runs = value.parse()?,
+                "--deployed-warm" => args.deployed_warm = value.parse()?,
                 "--threshold" => args.threshold = value.parse()?,
                 "--first-response-threshold" => args.first_response_threshold = value.parse()?,
                 "--command" => args.command = value,
@@ -155,7 +183,11 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         let args = Args::parse()?;
         // Every run is bounded: nothing in a full run should take 10 minutes.
-        let limit = std::time::Duration::from_secs(if args.quick { 120 } else { 540 });
+        let limit = std::time::Duration::from_secs(if args.quick || args.deployed_only {
+            120
+        } else {
+            540
+        });
         match tokio::time::timeout(limit, run(args)).await {
             Ok(r) => r,
             Err(_) => bail!("benchmark exceeded {limit:?}"),
@@ -174,6 +206,9 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<bool> {
     if args.quick {
         return cases::quick(&args).await;
+    }
+    if args.deployed_only {
+        return deployed::standalone(&args).await;
     }
     let results = cases::full(&args).await?;
     report::write(&args, &results)?;

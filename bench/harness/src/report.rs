@@ -47,7 +47,12 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
 
 /// "holds", or how far it misses, for a value against an upper (or lower) bound.
 fn verdict(v: Option<f64>, limit: f64, upper: bool, unit: &str) -> String {
-    let why = " — why: § Goals below";
+    verdict_why(v, limit, upper, unit, "§ Goals below")
+}
+
+/// The same, pointing at the section that explains a miss.
+fn verdict_why(v: Option<f64>, limit: f64, upper: bool, unit: &str, section: &str) -> String {
+    let why = format!(" — why: {section}");
     match v {
         None => "not measured".into(),
         Some(x) if (upper && x <= limit) || (!upper && x >= limit) => "✅ holds".into(),
@@ -305,6 +310,8 @@ fn table(args: &Args, r: &Results) -> String {
             String::new(),
         ],
     ];
+    let mut rows = rows;
+    rows.extend(deployed_rows(r));
     let mut out = String::new();
     out.push_str(BEGIN);
     out.push_str("\n\n");
@@ -366,4 +373,66 @@ fn table(args: &Args, r: &Results) -> String {
     );
     out.push_str(END);
     out
+}
+
+/// The deployed case (issue 23): its three goals and the warm total.
+fn deployed_rows(r: &Results) -> Vec<[String; 6]> {
+    use crate::deployed::{
+        COLD_TRIPS_GOAL, FIRST_RESPONSE_RTTS, FIRST_RESPONSE_SLACK_MS, WARM_TRIPS_GOAL,
+    };
+    let Some(rtt) = num(r, "rtt_ms") else {
+        return Vec::new();
+    };
+    let section = "§ Deployed case";
+    let floor = num(r, "sdk_floor_rtt_first_response_ms_p50");
+    let limit = floor.map(|f| f + FIRST_RESPONSE_RTTS * rtt + FIRST_RESPONSE_SLACK_MS);
+    let trips = |v: Option<f64>| v.map_or("n/a".into(), |n| format!("{n:.0}"));
+    let d = |path: &str| r.details.pointer(path).and_then(Value::as_f64);
+    let count_verdict = |v: Option<f64>, limit: f64| match v {
+        None => "not measured".to_string(),
+        Some(n) if n <= limit => "✅ holds".into(),
+        Some(n) => format!("❌ misses: {n:.0} vs ≤ {limit:.0} round trips — why: {section}"),
+    };
+    vec![
+        [
+            format!("deployed (idempotency on, TLS, RTT {rtt} ms to each upstream): cold spawn → first response (p50)"),
+            fmt(num(r, "deployed_first_response_ms_p50"), " ms"),
+            format!("SDK floor {}", fmt(floor, " ms")),
+            String::new(),
+            format!(
+                "≤ floor + {FIRST_RESPONSE_RTTS} × RTT + {FIRST_RESPONSE_SLACK_MS} ms = {}",
+                fmt(limit, " ms")
+            ),
+            limit.map_or("not measured".into(), |l| {
+                verdict_why(num(r, "deployed_first_response_ms_p50"), l, true, " ms", section)
+            }),
+        ],
+        [
+            "deployed: sequential round trips, cold (spawn → first response, p50)".into(),
+            trips(num(r, "deployed_cold_round_trips")),
+            format!("SDK floor {}", trips(num(r, "sdk_floor_rtt_cold_round_trips"))),
+            String::new(),
+            format!("≤ {COLD_TRIPS_GOAL}"),
+            count_verdict(num(r, "deployed_cold_round_trips"), COLD_TRIPS_GOAL),
+        ],
+        [
+            "deployed: sequential round trips, warm invocation (p50)".into(),
+            trips(num(r, "deployed_warm_round_trips")),
+            format!("SDK floor {}", trips(num(r, "sdk_floor_rtt_warm_round_trips"))),
+            String::new(),
+            format!("≤ {WARM_TRIPS_GOAL}"),
+            count_verdict(num(r, "deployed_warm_round_trips"), WARM_TRIPS_GOAL),
+        ],
+        [
+            "deployed: warm POST /accounts total (p50)".into(),
+            fmt(d("/deployed/chime-onboard/warm_invocation_ms/p50"), " ms"),
+            format!(
+                "SDK floor {}",
+                fmt(d("/deployed/hello-sdk/warm_invocation_ms/p50"), " ms")
+            ),
+            String::new(),
+            "—".into(),
+            String::new(),
+        ],
+    ]
 }

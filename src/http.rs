@@ -26,6 +26,7 @@ use crate::metrics::{self, Counted};
 use crate::onboard::{Account, ErrorClass, OnboardError, OnboardRequest, Onboarded};
 use crate::onboarding::{IdempotencyKey, Onboarding};
 use crate::web::{self, Page};
+use crate::wire::RequestDocument;
 
 /// Largest accepted request body, after base64 decoding.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -325,7 +326,7 @@ impl HttpAdapter {
             return Err(Failure::PayloadTooLarge);
         }
         let onboard = match encoding(request, body)? {
-            Encoding::Json => OnboardRequest::from_json(body)?,
+            Encoding::Json => RequestDocument::read(body)?,
             Encoding::Form => OnboardRequest::from_name_field(form_name(body)?.as_deref())?,
         };
         // Without a table the header is accepted and ignored (DESIGN.md).

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::deadline::Budget;
 
@@ -68,12 +67,6 @@ pub struct OnboardRequest {
 }
 
 impl OnboardRequest {
-    /// Parses and validates the JSON request document `{"Name": "...", "RequestId": "..."}`.
-    /// Unknown members are ignored.
-    pub fn from_json(body: &[u8]) -> Result<Self, OnboardError> {
-        RequestDocument::parse(body)?.validate()
-    }
-
     /// Builds a request from a plain name field (HTML form posts).
     pub fn from_name_field(name: Option<&str>) -> Result<Self, OnboardError> {
         let name = AccountName::parse(name.ok_or(OnboardError::NameMissing)?)?;
@@ -84,55 +77,9 @@ impl OnboardRequest {
     }
 }
 
-/// The request document, parsed but with its name not yet validated, so a
-/// caller can still learn the `RequestId` of a request whose name is bad.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestDocument {
-    name: Option<Value>,
-    /// The caller's id for this request, if it sent a valid one.
-    pub request_id: Option<String>,
-}
-
-impl RequestDocument {
-    /// Parses `{"Name": ..., "RequestId": ...}`: a JSON object with a valid
-    /// `RequestId` if any. The name is checked by [`RequestDocument::validate`].
-    pub fn parse(body: &[u8]) -> Result<Self, OnboardError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
-            reason: e.to_string(),
-        })?;
-        if !value.is_object() {
-            return Err(OnboardError::BodyNotObject);
-        }
-        let document: crate::wire::Request<Value> =
-            serde_json::from_value(value).map_err(|_| OnboardError::BodyNotObject)?;
-        let request_id = match document.request_id {
-            None => None,
-            Some(Value::String(id)) => Some(validate_request_id(id)?),
-            Some(_) => return Err(OnboardError::RequestIdInvalid),
-        };
-        Ok(Self {
-            name: document.name,
-            request_id,
-        })
-    }
-
-    /// Applies the name rule.
-    pub fn validate(self) -> Result<OnboardRequest, OnboardError> {
-        let name = match self.name {
-            None | Some(Value::Null) => return Err(OnboardError::NameMissing),
-            Some(Value::String(name)) => AccountName::parse(&name)?,
-            Some(_) => return Err(OnboardError::NameNotString),
-        };
-        Ok(OnboardRequest {
-            name,
-            request_id: self.request_id,
-        })
-    }
-}
-
 /// A `RequestId` becomes an idempotency key and a FIFO deduplication id, so it
 /// must fit SQS's rule for the latter: 1..=128 printable ASCII characters.
-fn validate_request_id(id: String) -> Result<String, OnboardError> {
+pub fn validate_request_id(id: String) -> Result<String, OnboardError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_CHARS
         && id.bytes().all(|b| b.is_ascii_graphic());

@@ -36,7 +36,8 @@ fn blank_and_control_characters_are_rejected_with_their_code() {
 
 #[test]
 fn request_document_shapes_map_to_codes() {
-    let code = |body: &str| OnboardRequest::from_json(body.as_bytes()).map_err(|e| e.code());
+    let code =
+        |body: &str| crate::wire::RequestDocument::read(body.as_bytes()).map_err(|e| e.code());
     assert_eq!(code("not json"), Err("BodyNotJson"));
     assert_eq!(code("[1]"), Err("BodyNotObject"));
     assert_eq!(code("{}"), Err("NameMissing"));
@@ -50,7 +51,8 @@ fn request_document_shapes_map_to_codes() {
         code(r#"{"Name": "a", "RequestId": "é"}"#),
         Err("RequestIdInvalid")
     );
-    let ok = OnboardRequest::from_json(br#"{"Name": " Acme ", "RequestId": "r-1", "x": 1}"#);
+    let ok =
+        crate::wire::RequestDocument::read(br#"{"Name": " Acme ", "RequestId": "r-1", "x": 1}"#);
     assert_eq!(
         ok.map(|r| (r.name.as_str().to_owned(), r.request_id)),
         Ok(("Acme".to_owned(), Some("r-1".to_owned())))

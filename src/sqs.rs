@@ -28,10 +28,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::metrics::{self, Counted};
-use crate::onboard::{Account, OnboardError, Onboarded, RequestDocument};
+use crate::onboard::{Account, OnboardError, Onboarded};
 use crate::onboarding::{IdempotencyKey, Onboarding};
 use crate::reply::{Destination, ReplySender};
-use crate::wire::{self, Reply, ReplyError, Status};
+use crate::wire::{self, Reply, ReplyError, RequestDocument, Status};
 
 /// An SQS batch that cannot be processed at all: Lambda returns it whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The SQS wire contract, written once (DESIGN.md, "SQS contract"): the request
 //! document, the reply document and the message attribute names, each with both
 //! serde directions. The function reads requests and writes replies with these
-//! types (`onboard.rs`, `sqs.rs`, `reply.rs`); onboard-bulk writes requests and
+//! types (`sqs.rs`, `http.rs` for its JSON body, `reply.rs`); onboard-bulk writes requests and
 //! reads replies with the same ones, so the two cannot drift apart.
 //!
 //! Only shapes and names live here. Validation (the name rule, the `RequestId`
@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::onboard::{Account, OnboardError};
+use serde_json::Value;
+
+use crate::onboard::{validate_request_id, Account, AccountName, OnboardError, OnboardRequest};
 
 /// Message attribute (String) of a request: the queue URL the reply goes to.
 pub const REPLY_TO: &str = "ReplyTo";
@@ -34,6 +36,58 @@ pub struct Request<V = String> {
     pub name: Option<V>,
     #[serde(rename = "RequestId", default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<V>,
+}
+
+/// The request document, parsed but with its name not yet validated, so a
+/// caller can still learn the `RequestId` of a request whose name is bad.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestDocument {
+    name: Option<Value>,
+    /// The caller's id for this request, if it sent a valid one.
+    pub request_id: Option<String>,
+}
+
+impl RequestDocument {
+    /// Parses and validates the JSON request document `{"Name": "...", "RequestId": "..."}`
+    /// (the SQS message body, and the HTTP JSON body). Unknown members are ignored.
+    pub fn read(body: &[u8]) -> Result<OnboardRequest, OnboardError> {
+        Self::parse(body)?.validate()
+    }
+
+    /// Parses `{"Name": ..., "RequestId": ...}`: a JSON object with a valid
+    /// `RequestId` if any. The name is checked by [`RequestDocument::validate`].
+    pub fn parse(body: &[u8]) -> Result<Self, OnboardError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| OnboardError::BodyNotJson {
+            reason: e.to_string(),
+        })?;
+        if !value.is_object() {
+            return Err(OnboardError::BodyNotObject);
+        }
+        let document: Request<Value> =
+            serde_json::from_value(value).map_err(|_| OnboardError::BodyNotObject)?;
+        let request_id = match document.request_id {
+            None => None,
+            Some(Value::String(id)) => Some(validate_request_id(id)?),
+            Some(_) => return Err(OnboardError::RequestIdInvalid),
+        };
+        Ok(Self {
+            name: document.name,
+            request_id,
+        })
+    }
+
+    /// Applies the name rule.
+    pub fn validate(self) -> Result<OnboardRequest, OnboardError> {
+        let name = match self.name {
+            None | Some(Value::Null) => return Err(OnboardError::NameMissing),
+            Some(Value::String(name)) => AccountName::parse(&name)?,
+            Some(_) => return Err(OnboardError::NameNotString),
+        };
+        Ok(OnboardRequest {
+            name,
+            request_id: self.request_id,
+        })
+    }
 }
 
 /// What happened to one request (a reply's `Status`).

@@ -3,11 +3,12 @@
 //! is a JSON object whose `Name` is a string the name rule accepts.
 #![no_main]
 
-use chime_onboard::onboard::{AccountName, OnboardRequest, MAX_REQUEST_ID_CHARS};
+use chime_onboard::onboard::{AccountName, MAX_REQUEST_ID_CHARS};
+use chime_onboard::wire::RequestDocument;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(request) = OnboardRequest::from_json(data) else {
+    let Ok(request) = RequestDocument::read(data) else {
         return;
     };
     let value: serde_json::Value =

@@ -104,7 +104,6 @@ pub fn reply_queue_name(prefix: &str, run_id: &str) -> Result<String, BadPrefix>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chime_onboard::onboard::OnboardRequest;
 
     fn name(text: &str) -> AccountName {
         AccountName::parse(text).unwrap()
@@ -134,7 +133,7 @@ mod tests {
     fn the_body_is_what_the_function_parses() {
         let id = request_id("b", &name("Zürich \"Ops\""), 1);
         let body = message_body(&name("  Zürich \"Ops\"  "), &id);
-        let parsed = OnboardRequest::from_json(body.as_bytes()).unwrap();
+        let parsed = chime_onboard::wire::RequestDocument::read(body.as_bytes()).unwrap();
         assert_eq!(parsed.name.as_str(), "Zürich \"Ops\"");
         assert_eq!(parsed.request_id.as_deref(), Some(id.as_str()));
     }

@@ -44,6 +44,9 @@ pub struct InputRow {
     pub name: Option<String>,
     /// The row's other columns, in the order of [`Input::columns`].
     pub extra: Vec<String>,
+    /// Fields on a CSV row beyond the header's: an unquoted separator inside a cell,
+    /// which shifts every cell after it, so no cell of the row can be trusted.
+    pub surplus: usize,
 }
 
 /// The file, read.
@@ -209,7 +212,13 @@ fn csv(body: &[u8], delimiter: u8, wanted: &str) -> Result<Input, InputError> {
             .take(columns.len())
             .map(|i| text(record.get(i).unwrap_or_default(), row))
             .collect::<Result<Vec<_>, _>>()?;
-        rows.push(InputRow { row, name, extra });
+        let surplus = record.len().saturating_sub(headers.len());
+        rows.push(InputRow {
+            row,
+            name,
+            extra,
+            surplus,
+        });
     }
     Ok(Input {
         format: Format::Csv,
@@ -249,6 +258,7 @@ fn lines(body: &[u8]) -> Result<Input, InputError> {
             row,
             name: Some(name.to_owned()),
             extra: Vec::new(),
+            surplus: 0,
         });
     }
     Ok(Input {

@@ -47,19 +47,32 @@ fn list(duplicates: &[Duplicate]) -> String {
     lines.join("\n")
 }
 
+/// The code of a CSV row with more fields than its header (reported, not sent).
+pub const ROW_MISALIGNED: &str = "RowMisaligned";
+
 /// The rows of a run, in file order: pending with a `RequestId`, or rejected with the
-/// library's code and message.
+/// library's code and message (or [`ROW_MISALIGNED`]).
 pub fn rows(input: &Input, batch_id: &str) -> Vec<Row> {
     let mut seen: HashMap<String, u32> = HashMap::new();
     input
         .rows
         .iter()
         .map(|r| {
-            let checked = r
-                .name
-                .as_deref()
-                .ok_or(OnboardError::NameMissing)
-                .and_then(AccountName::parse);
+            let checked = match r.surplus {
+                0 => r
+                    .name
+                    .as_deref()
+                    .ok_or(OnboardError::NameMissing)
+                    .and_then(AccountName::parse)
+                    .map_err(|e| (e.code(), e.to_string())),
+                surplus => Err((
+                    ROW_MISALIGNED,
+                    format!(
+                        "the row has {surplus} field(s) more than the header: a separator inside \
+                         a cell shifts the cells after it; quote that cell (\"Acme, Inc.\")"
+                    ),
+                )),
+            };
             let (status, request_id, error) = match checked {
                 Ok(name) => {
                     let occurrence = seen.entry(name.as_str().to_owned()).or_insert(0);
@@ -67,8 +80,11 @@ pub fn rows(input: &Input, batch_id: &str) -> Vec<Row> {
                     let id = request_id(batch_id, &name, *occurrence);
                     (RowStatus::Pending, id, None)
                 }
-                Err(e) => (RowStatus::Rejected, String::new(), Some(e)),
+                Err(error) => (RowStatus::Rejected, String::new(), Some(error)),
             };
+            let (error_code, message) = error.map_or((None, None), |(code, message)| {
+                (Some(code.to_owned()), Some(message))
+            });
             Row {
                 row: r.row,
                 name: r.name.clone().unwrap_or_default(),
@@ -76,8 +92,8 @@ pub fn rows(input: &Input, batch_id: &str) -> Vec<Row> {
                 status,
                 sent: false,
                 account_id: None,
-                error_code: error.as_ref().map(|e| e.code().to_owned()),
-                message: error.as_ref().map(ToString::to_string),
+                error_code,
+                message,
                 extra: r.extra.clone(),
             }
         })
@@ -135,6 +151,19 @@ mod tests {
             &parse(file.as_bytes(), Format::Auto, None).unwrap(),
             "names.csv",
         )
+    }
+
+    #[test]
+    fn a_row_with_more_fields_than_the_header_is_rejected_not_shifted() {
+        let rows = plan("owner,name\nann@example.com,Acme\nSmith, John,Beta\n");
+        assert_eq!(rows[0].status, RowStatus::Pending);
+        assert_eq!(rows[1].status, RowStatus::Rejected);
+        assert_eq!(rows[1].error_code.as_deref(), Some(ROW_MISALIGNED));
+        assert!(rows[1]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("quote"));
     }
 
     #[test]

@@ -622,7 +622,8 @@ def test_the_function_environment_in_each_mode(template, mode):
         assert signin == {"WEB_SIGNIN_AUTHORIZE_URL": f"{host}/oauth2/authorize",
                           "WEB_SIGNIN_TOKEN_URL": f"{host}/oauth2/token",
                           "WEB_SIGNIN_CLIENT_ID": smoke_bootstrap.SAMPLE_RESOURCES["WebClient"],
-                          "WEB_SIGNIN_SCOPES": "openid chime-onboard/accounts.create"}
+                          "WEB_SIGNIN_SCOPES": "openid chime-onboard/accounts.create",
+                          "WEB_SIGNIN_LOGOUT_URL": f"{host}/logout"}
     elif mode == "existing-issuer":
         assert signin == {"WEB_SIGNIN_AUTHORIZE_URL": "https://auth.example.com/authorize",
                           "WEB_SIGNIN_TOKEN_URL": "https://auth.example.com/token",

@@ -52,6 +52,7 @@ LATE_COMMIT_MS = 2500        # a late commit lands this long after the request (
 COMMIT_HORIZON_MS = 4000     # CHIME_COMMIT_HORIZON_MS: > LATE_COMMIT_MS less the timeout, and
                              # < VISIBILITY_TIMEOUT_S, so a redelivery comes after it
 FORBIDDEN_AT_S, FORBIDDEN_S = 20, 4  # operator error: 403 on every Chime call for 4 s, from 20 s in
+OPERATOR_ERROR_AFTER_CALLS = 300  # ... and once chime-local has answered this many calls
 LATENCY_MS, JITTER_MS = 20, 30   # chime-local latency: 20-50 ms per call
 FAULTS = {                   # per Chime request (chime-local's fault engine)
     "throttle_rate": 0.20,
@@ -158,6 +159,11 @@ def operator_error(url, faults, at_s, for_s, stop):
     not call Chime) for `for_s` seconds; then the usual faults again (the RNG goes on: no seed)."""
     if stop.wait(at_s):
         return
+    # Mid-run means while Chime is being called: on a loaded machine the first batches can
+    # come later than `at_s`, so wait for traffic too (bounded by the run's stop event).
+    while http_json("GET", f"{url}/_chime-local/stats").get("total", 0) < OPERATOR_ERROR_AFTER_CALLS:
+        if stop.wait(0.5):
+            return
     log(f"operator error: 403 on every Chime call for {for_s}s")
     http_json("POST", f"{url}/_chime-local/faults",
               dict(faults, fail_next=["ForbiddenException"] * 20000, seed=None))

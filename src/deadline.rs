@@ -10,6 +10,9 @@
 
 use std::time::{Duration, SystemTime};
 
+/// Deadlines before this (2001-09-09) are not times but missing or relative values.
+const NOT_A_TIME_BEFORE: Duration = Duration::from_secs(1_000_000_000);
+
 /// A point in time by which the invocation must have answered, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(Option<SystemTime>);
@@ -23,10 +26,13 @@ impl Deadline {
         Self(Some(at))
     }
 
-    /// The deadline of a Lambda context (`Context::deadline()`): a time at the
-    /// epoch (within a second) means none was given.
+    /// The deadline of a Lambda context (`Context::deadline()`). Lambda always
+    /// sends a time in the near future; a time before 2001 means none was given:
+    /// the epoch (a default `Context`), or an emulator that sends a duration where
+    /// the Runtime API wants a time (cargo-lambda's, under `make dev`: every
+    /// budget would fail).
     pub fn from_context(deadline: SystemTime) -> Self {
-        if deadline <= SystemTime::UNIX_EPOCH + Duration::from_secs(1) {
+        if deadline < SystemTime::UNIX_EPOCH + NOT_A_TIME_BEFORE {
             Self::NONE
         } else {
             Self::at(deadline)
@@ -86,6 +92,12 @@ mod tests {
         assert_eq!(
             Deadline::from_context(SystemTime::UNIX_EPOCH),
             Deadline::NONE
+        );
+        let relative = SystemTime::UNIX_EPOCH + Duration::from_secs(30);
+        assert_eq!(
+            Deadline::from_context(relative),
+            Deadline::NONE,
+            "a duration, not a time"
         );
         assert!(Deadline::NONE.allows(Duration::from_secs(3600)));
         let now = SystemTime::now();

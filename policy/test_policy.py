@@ -656,13 +656,28 @@ def snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# Operations IAM does not authorise by their own name: a transaction needs the
+# action of each write it carries (the function's carries Puts only; a
+# ConditionCheck entry would need dynamodb:ConditionCheckItem).
+IAM_ACTIONS_OF = {"dynamodb:TransactWriteItems": {"dynamodb:PutItem"},
+                  "dynamodb:TransactGetItems": {"dynamodb:GetItem"}}
+
+
 def code_calls() -> set[str]:
-    """`service:Operation` for every SDK fluent call in src/ (`.put_item()`), in the
+    """The IAM actions of every SDK fluent call in src/ (`.put_item()`), in the
     files that use an AWS SDK crate (`url.query()` elsewhere is no DynamoDB Query)."""
     texts = (p.read_text() for p in sorted((ROOT / "src").rglob("*.rs")))
     source = "\n".join(text for text in texts if "aws_sdk_" in text)
-    return {f"{svc}:{op}" for svc, ops in SDK_OPERATIONS.items() for op in ops
-            if re.search(rf"\.{snake(op)}\(\)", source)}
+    calls = {f"{svc}:{op}" for svc, ops in SDK_OPERATIONS.items() for op in ops
+             if re.search(rf"\.{snake(op)}\(\)", source)}
+    return set().union(*(IAM_ACTIONS_OF.get(call, {call}) for call in calls))
+
+
+def test_a_transaction_carries_only_puts():
+    """IAM_ACTIONS_OF grants a transaction PutItem only: it must hold no other kind of write."""
+    source = (ROOT / "src" / "idempotency" / "dynamodb.rs").read_text()
+    assert ".transact_write_items()" in source
+    assert not re.search(r"TransactWriteItem::builder\(\)\s*\.(update|delete|condition_check)\(", source)
 
 
 def granted(t: dict) -> set[str]:

@@ -35,7 +35,7 @@ pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct App {
     pub http: HttpAdapter,
     pub sqs: SqsAdapter,
-    /// The warm-up `main` spawns at init when `WARM_UP` is on (`None` off, or with fakes).
+    /// The warm-up `main` runs at init when `WARM_UP` is on (`None` off, or with fakes).
     pub warm_up: Option<WarmUp>,
 }
 
@@ -115,15 +115,26 @@ impl App {
             }
             _ => None,
         };
-        // Built only when wanted: the warm-up reads through the read client.
         let warm_up = config.warm_up.then(|| WarmUp {
-            chime: chime.reader().clone(),
+            chime: chime.clone(),
             dynamodb: table_client,
         });
         Self {
             warm_up,
             ..Self::from_ports(config, Arc::new(chime), Arc::new(sqs), idempotency)
         }
+    }
+
+    /// What `main` runs beside the runtime's first `next`: the issuer's keys
+    /// (with `AUTH_JWT_ISSUER`) and the warm-up (`WARM_UP`), concurrently. A
+    /// first token waits for the fetch under way rather than fetching again.
+    pub async fn before_first_event(&self) {
+        let warm_up = async {
+            if let Some(warm_up) = self.warm_up.clone() {
+                warm_up.run().await;
+            }
+        };
+        tokio::join!(self.http.prefetch_keys(), warm_up);
     }
 
     /// Wires the use case and the adapters over any implementation of the

@@ -14,7 +14,13 @@
 //! the read client on its first use, once per execution environment: only an
 //! ambiguous create or the opt-in warm-up ever reads, and each client costs
 //! init time.
+//!
+//! [`SdkChime::connect`] opens the create client's connection once per
+//! execution environment, with a request that is no operation
+//! ([`crate::warm::open_connection`]), while the use case writes the
+//! idempotency record: on a cold start the create then finds it open.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -41,6 +47,8 @@ pub struct SdkChime {
     /// The read client's configuration, and the client once built.
     read_config: aws_sdk_chime::Config,
     read: Arc<OnceLock<aws_sdk_chime::Client>>,
+    /// Whether [`Self::connect`] ran in this execution environment.
+    connected: Arc<AtomicBool>,
 }
 
 impl SdkChime {
@@ -55,6 +63,7 @@ impl SdkChime {
             create: aws_sdk_chime::Client::from_conf(create),
             read_config: config,
             read: Arc::default(),
+            connected: Arc::default(),
         }
     }
 
@@ -85,6 +94,14 @@ impl ChimeAccounts for SdkChime {
                 kind: ChimeErrorKind::Other,
                 message: "CreateAccount returned no Account".to_owned(),
             })
+    }
+
+    /// Once per execution environment: later creates reuse the pooled
+    /// connection, or open their own as they always would.
+    async fn connect(&self) {
+        if !self.connected.swap(true, Ordering::Relaxed) {
+            crate::warm::open_connection("chime", &self.create).await;
+        }
     }
 
     async fn accounts_named(

@@ -37,7 +37,9 @@ pub struct Config {
     /// How the web form signs people in (`WEB_SIGNIN_*`); `None`: no sign-in.
     pub sign_in: Option<SignIn>,
     /// `WARM_UP`: open the upstream connections at init (`src/warm.rs`); for
-    /// provisioned concurrency, where init runs ahead of the first request.
+    /// provisioned concurrency, where init runs ahead of the first request,
+    /// and on by default with `AUTH_JWT_ISSUER`, where the first request
+    /// waits for the issuer's keys anyway.
     pub warm_up: bool,
 }
 
@@ -190,7 +192,10 @@ impl Config {
 
         let auth = auth_config(&get)?;
         let sign_in = sign_in(&get)?;
-        let warm_up = flag(get("WARM_UP"), "WARM_UP")?.unwrap_or(defaults.warm_up);
+        // With an issuer, the first request waits for its keys (fetched at
+        // init, four round trips): the connections open meanwhile for free.
+        let warm_up =
+            flag(get("WARM_UP"), "WARM_UP")?.unwrap_or(defaults.warm_up || auth.jwt.is_some());
 
         Ok(Self {
             warm_up,

@@ -122,6 +122,27 @@ fn an_issuer_requires_sign_in_unless_auth_required_is_false() {
 }
 
 #[test]
+fn the_warm_up_is_on_by_default_with_an_issuer_and_can_be_turned_off() {
+    let issuer = [
+        ("AUTH_JWT_ISSUER", "https://issuer.example"),
+        ("AUTH_JWT_AUDIENCE", "client"),
+    ];
+    let warm_up = |extra: &[(&str, &str)], with_issuer: bool| {
+        let mut pairs = if with_issuer {
+            issuer.to_vec()
+        } else {
+            Vec::new()
+        };
+        pairs.extend_from_slice(extra);
+        from(&pairs).map(|c| c.warm_up)
+    };
+    assert_eq!(warm_up(&[], false), Ok(false));
+    assert_eq!(warm_up(&[("WARM_UP", "true")], false), Ok(true));
+    assert_eq!(warm_up(&[], true), Ok(true));
+    assert_eq!(warm_up(&[("WARM_UP", "false")], true), Ok(false));
+}
+
+#[test]
 fn scopes_are_space_separated() {
     let config = from(&[
         ("AUTH_JWT_ISSUER", "https://issuer.example"),

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use crate::app::App;
 use crate::config::Config;
 use crate::deadline::Budget;
-use crate::idempotency::{Claim, IdempotencyStore, Inserted, Record, StoreError, Written};
+use crate::idempotency::{
+    Claim, Completed, IdempotencyStore, Inserted, Record, StoreError, Written,
+};
 use crate::onboard::{Account, AccountName, ChimeAccounts, OnboardError};
 use crate::reply::{Destination, Reply, ReplyFailed, ReplySender};
 use crate::sqs::SqsAdapter;
@@ -46,6 +48,9 @@ pub struct FakeChime {
     pub late: Mutex<Vec<AccountName>>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
+    /// [`ChimeAccounts::connect`] calls, and creates made before the first.
+    pub connects: AtomicUsize,
+    pub creates_before_connect: AtomicUsize,
 }
 
 impl FakeChime {
@@ -117,8 +122,15 @@ fn now_timestamp() -> String {
 
 #[async_trait]
 impl ChimeAccounts for FakeChime {
+    async fn connect(&self) {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+    }
+
     async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError> {
         self.create_calls.fetch_add(1, Ordering::SeqCst);
+        if self.connects.load(Ordering::SeqCst) == 0 {
+            self.creates_before_connect.fetch_add(1, Ordering::SeqCst);
+        }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some(delay) = self.delay {
@@ -251,6 +263,34 @@ impl IdempotencyStore for FakeStore {
                 Ok(Written::Yes)
             }
         }
+    }
+    async fn complete(
+        &self,
+        record: &Record,
+        claim: &Claim,
+        holder: &str,
+    ) -> Result<Completed, StoreError> {
+        // A failed claim write fails the transaction that carries it.
+        let failing = self
+            .claim_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StoreError::Call("told to fail".to_owned()));
+        }
+        let mut claims = lock(&self.claims);
+        let mut records = lock(&self.records);
+        if claims
+            .get(&claim.account_id)
+            .is_some_and(|c| c.owner != claim.owner)
+        {
+            return Ok(Completed::ClaimTaken);
+        }
+        if records.get(&record.key).is_none_or(|r| r.holder != holder) {
+            return Ok(Completed::RecordTaken);
+        }
+        claims.insert(claim.account_id.clone(), claim.clone());
+        records.insert(record.key.clone(), record.clone());
+        Ok(Completed::Yes)
     }
     async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {
         Ok(lock(&self.claims).get(account_id).cloned())

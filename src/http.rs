@@ -36,7 +36,7 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// What the HTTP adapter needs, built once at init.
 pub struct HttpAdapter {
     onboarding: Onboarding,
-    /// Who is calling; fetches the issuer's keys on first use only.
+    /// Who is calling; fetches the issuer's keys at init ([`Self::prefetch_keys`]).
     auth: Authenticator,
     sign_in: Option<SignIn>,
     /// The web form, rendered on the first request that needs it, not at
@@ -52,6 +52,11 @@ impl HttpAdapter {
             sign_in,
             page: OnceLock::new(),
         }
+    }
+
+    /// Fetches the issuer's keys ahead of the first token (no issuer: nothing).
+    pub async fn prefetch_keys(&self) {
+        self.auth.prefetch_keys().await;
     }
 
     fn page(&self) -> &Page {

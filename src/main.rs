@@ -10,12 +10,12 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let app = App::load(Config::from_env()?).await?;
-    if let Some(warm_up) = app.warm_up.clone() {
-        tokio::spawn(warm_up.run());
-    }
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    let serve = lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(app, event).await
-    }))
-    .await
+    }));
+    // The runtime asks for the first event while the issuer's keys are
+    // fetched and the connections open (each only where configured).
+    let (served, ()) = tokio::join!(serve, app.before_first_event());
+    served
 }

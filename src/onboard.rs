@@ -349,6 +349,12 @@ pub trait ChimeAccounts: Send + Sync {
     /// re-send it itself (CreateAccount takes no client token, so Chime cannot
     /// tell a retry from a second request).
     async fn create_account(&self, name: &AccountName) -> Result<Account, OnboardError>;
+    /// Opens the connection a create will use, where the implementation keeps
+    /// one and it may not be open yet. The use case calls it while it takes
+    /// the idempotency key, so a cold process's handshakes with Chime overlap
+    /// those with the table. Sends no operation and never fails: a create
+    /// works alike whether it ran or not.
+    async fn connect(&self) {}
     /// Every account named exactly `name` (`ListAccounts`, all pages; Chime's
     /// filter also matches longer names, which the implementation drops). Each
     /// page starts only if `budget` allows a call

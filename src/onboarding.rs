@@ -84,11 +84,11 @@ impl Onboarding {
                 .map(Onboarded::Created);
         };
         let key = key.unwrap_or_else(IdempotencyKey::auto);
-        let id = record_id(store.as_ref(), &key).await?;
         idempotency::create_once(
             store.as_ref(),
             self.chime.as_ref(),
-            &id,
+            &key.render(),
+            key.legacy().as_deref(),
             name,
             self.window(budget),
         )
@@ -111,25 +111,4 @@ impl Onboarding {
             budget,
         }
     }
-}
-
-/// The record `id` for `key`: its own, unless a record still lives under the
-/// form it had before keys were length-prefixed ([`IdempotencyKey::legacy`]),
-/// so a key in flight across the upgrade keeps its record.
-async fn record_id(
-    store: &dyn IdempotencyStore,
-    key: &IdempotencyKey,
-) -> Result<String, OnboardError> {
-    if let Some(old) = key.legacy() {
-        let found = store
-            .get(&old)
-            .await
-            .map_err(|e| OnboardError::IdempotencyStore {
-                reason: e.to_string(),
-            })?;
-        if found.is_some() {
-            return Ok(old);
-        }
-    }
-    Ok(key.render())
 }

@@ -270,3 +270,102 @@ async fn a_malformed_key_is_refused_when_keys_are_used() {
     );
     assert!(world.account_names().is_empty());
 }
+
+#[tokio::test]
+async fn the_claim_and_completed_are_written_together_or_not_at_all() {
+    use chime_onboard::idempotency::{Claim, Completed};
+    let world = world().await;
+    let store = store(&world);
+    let held = |key: &str, holder: &str| Record {
+        key: key.into(),
+        status: RecordStatus::InProgress,
+        fingerprint: print("Together Co"),
+        expiration: now_ms() / 1000 + 3600,
+        held_until: now_ms() + 60_000,
+        holder: holder.into(),
+        since: now_ms(),
+        verify: false,
+        settles_at: 0,
+        account: None,
+    };
+    let created = world.invoke(post_with_key("Together Co", "made")).await;
+    assert_eq!(created["statusCode"], json!(201), "{created}");
+    let account = store
+        .get("http2#9#anonymous#made")
+        .await
+        .expect("get")
+        .and_then(|r| r.account)
+        .expect("the completed record keeps the account");
+    let claim = |owner: &str| Claim {
+        account_id: account.account_id.clone(),
+        owner: owner.into(),
+        since: now_ms(),
+        expiration: now_ms() / 1000 + 7200,
+    };
+    // The request above claimed the account: another key's completion writes nothing.
+    let other = held("sqs#other", "h-other");
+    assert_eq!(store.insert(&other).await.expect("insert"), Inserted::Yes);
+    let taken = store
+        .complete(&other.completed(&account), &claim("sqs#other"), "h-other")
+        .await;
+    assert_eq!(taken, Ok(Completed::ClaimTaken));
+    assert_eq!(store.get("sqs#other").await.expect("get"), Some(other));
+    // A completion by a holder that lost the key writes neither item.
+    let fresh = chime_onboard::onboard::Account {
+        account_id: "not-yet-claimed".into(),
+        ..account.clone()
+    };
+    let mine = held("sqs#mine", "h-now");
+    assert_eq!(store.insert(&mine).await.expect("insert"), Inserted::Yes);
+    let lost = Claim {
+        account_id: fresh.account_id.clone(),
+        ..claim("sqs#mine")
+    };
+    let outcome = store
+        .complete(&mine.completed(&fresh), &lost, "h-before")
+        .await;
+    assert_eq!(outcome, Ok(Completed::RecordTaken));
+    assert_eq!(store.get_claim("not-yet-claimed").await, Ok(None));
+    // The holder's own completion writes both.
+    let done = store
+        .complete(&mine.completed(&fresh), &lost, "h-now")
+        .await;
+    assert_eq!(done, Ok(Completed::Yes));
+    let record = store.get("sqs#mine").await.expect("get").expect("record");
+    assert_eq!(
+        (record.status, record.account),
+        (RecordStatus::Completed, Some(fresh))
+    );
+    assert_eq!(
+        store
+            .get_claim("not-yet-claimed")
+            .await
+            .map(|c| c.map(|c| c.owner)),
+        Ok(Some("sqs#mine".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn a_record_stored_under_the_old_key_form_answers_the_request() {
+    let world = world().await;
+    let store = store(&world);
+    let first = world.invoke(post_with_key("Upgraded Co", "before")).await;
+    assert_eq!(first["statusCode"], json!(201), "{first}");
+    let completed = store
+        .get("http2#9#anonymous#before")
+        .await
+        .expect("get")
+        .expect("record");
+    // As a build before the length prefix left it: COMPLETED under `http#`.
+    let legacy = Record {
+        key: "http#anonymous#across".into(),
+        ..completed
+    };
+    assert_eq!(store.insert(&legacy).await.expect("insert"), Inserted::Yes);
+    let again = world.invoke(post_with_key("Upgraded Co", "across")).await;
+    assert_eq!(again["statusCode"], json!(201), "{again}");
+    assert_eq!(response_body(&again), response_body(&first));
+    assert_eq!(world.account_names(), ["Upgraded Co"], "nothing created");
+    // What the request took under the new form was let go.
+    assert_eq!(store.get("http2#9#anonymous#across").await, Ok(None));
+}

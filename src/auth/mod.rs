@@ -7,8 +7,9 @@
 //! 2. with `AUTH_JWT_ISSUER` set, a bearer JWT the function verifies itself
 //!    ([`verifier`]: RS256 or ES256; `iss`, `aud`, `exp`, `nbf`, the signature and
 //!    the `AUTH_JWT_SCOPE` scopes checked) against the issuer's JWKS ([`keys`]),
-//!    fetched on first use — never at init, cold starts are measured — through the
-//!    function's TLS stack ([`crate::tls`]), cached, and fetched again for an
+//!    fetched at init beside the runtime's first `next` ([`Authenticator::prefetch_keys`]:
+//!    the first request, which needs them, would otherwise fetch them after it
+//!    arrived; BENCHMARKS.md, "Deployed case"), through the function's TLS stack ([`crate::tls`]), cached, and fetched again for an
 //!    unknown `kid` at most once a minute;
 //! 3. nobody: [`Principal::Anonymous`], or `401` when sign-in is required
 //!    (`AUTH_REQUIRED=true`, or an issuer set without `AUTH_REQUIRED=false`).
@@ -140,7 +141,7 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// From the configuration; keys are fetched over HTTPS on first use.
+    /// From the configuration; keys are fetched over HTTPS at init or on first use.
     pub fn new(config: &AuthConfig, roots: Roots) -> Self {
         let verifier = config.jwt.as_ref().map(|jwt| {
             let source = Arc::new(HttpKeySource::new(&jwt.issuer, roots));
@@ -157,6 +158,14 @@ impl Authenticator {
         Self {
             required: config.required,
             verifier: config.jwt.as_ref().map(|jwt| JwtVerifier::new(jwt, source)),
+        }
+    }
+
+    /// Fetches the issuer's keys ahead of the first token, when one is
+    /// configured (`main` runs it beside the runtime's first `next`).
+    pub async fn prefetch_keys(&self) {
+        if let Some(verifier) = &self.verifier {
+            verifier.prefetch().await;
         }
     }
 

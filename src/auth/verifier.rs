@@ -1,6 +1,7 @@
 //! The in-function JWT check: bearer tokens of one issuer (`AUTH_JWT_ISSUER`),
 //! RS256 or ES256, verified against the issuer's keys, which come from a
-//! [`KeySource`] and are cached here: fetched on first use, again for an unknown
+//! [`KeySource`] and are cached here: fetched at init ([`JwtVerifier::prefetch`]) or
+//! on first use, again for an unknown
 //! `kid` at most every [`REFRESH_INTERVAL`], and not before [`RETRY_AFTER_FAILURE`]
 //! after a failed fetch. Checked: signature, `iss`, `exp`, `nbf`, `aud` (or
 //! `client_id`, Cognito access tokens), and every `AUTH_JWT_SCOPE` scope in
@@ -236,22 +237,8 @@ impl JwtVerifier {
         if let Some(key) = cache.find(kid, algorithm) {
             return Ok(key);
         }
-        let now = Instant::now();
-        if cache.next_fetch.is_none_or(|at| now >= at) {
-            match self.source.fetch().await {
-                Ok(keys) => {
-                    cache.keys = parse_keys(&keys);
-                    cache.next_fetch = Some(now + REFRESH_INTERVAL);
-                    cache.failure = None;
-                    tracing::info!(keys = cache.keys.len(), "fetched the issuer's keys");
-                }
-                Err(err) => {
-                    cache.next_fetch = Some(now + RETRY_AFTER_FAILURE);
-                    cache.failure = Some(err.clone());
-                    tracing::warn!(reason = %err, "could not fetch the issuer's keys");
-                    return Err(AuthError::KeysUnavailable(err));
-                }
-            }
+        if cache.next_fetch.is_none_or(|at| Instant::now() >= at) {
+            self.fetch(&mut cache).await?;
         }
         if let Some(key) = cache.find(kid, algorithm) {
             return Ok(key);
@@ -261,6 +248,38 @@ impl JwtVerifier {
             (None, Some(_)) => TokenRejection::UnknownKeyId.into(),
             (None, None) => TokenRejection::NoKeyForAlgorithm.into(),
         })
+    }
+}
+
+impl JwtVerifier {
+    /// Fetches the keys if they never were: run at init, so the first token
+    /// finds them fetched, or being fetched (it waits on the cache's lock
+    /// rather than fetching a second time). A failure is cached as any other.
+    pub(super) async fn prefetch(&self) {
+        let mut cache = self.cache.lock().await;
+        if cache.next_fetch.is_none() {
+            let _ = self.fetch(&mut cache).await;
+        }
+    }
+
+    /// One fetch of the issuer's keys into `cache`, and when the next may be.
+    async fn fetch(&self, cache: &mut KeyCache) -> Result<(), AuthError> {
+        let now = Instant::now();
+        match self.source.fetch().await {
+            Ok(keys) => {
+                cache.keys = parse_keys(&keys);
+                cache.next_fetch = Some(now + REFRESH_INTERVAL);
+                cache.failure = None;
+                tracing::info!(keys = cache.keys.len(), "fetched the issuer's keys");
+                Ok(())
+            }
+            Err(err) => {
+                cache.next_fetch = Some(now + RETRY_AFTER_FAILURE);
+                cache.failure = Some(err.clone());
+                tracing::warn!(reason = %err, "could not fetch the issuer's keys");
+                Err(AuthError::KeysUnavailable(err))
+            }
+        }
     }
 }
 

@@ -6,11 +6,19 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 use super::key::claim_id;
 use super::record::{Claim, Record, RecordStatus};
-use super::store::{IdempotencyStore, Inserted, StoreError, Written};
+use super::store::{Completed, IdempotencyStore, Inserted, StoreError, Written};
+
+/// A claim is written if the account is unclaimed or claimed by the same owner.
+const CLAIM_CONDITION: &str = "attribute_not_exists(id) OR #owner = :owner";
+/// A record is written over only by the attempt that holds it.
+const HOLDER_CONDITION: &str = "holder = :holder";
 
 /// The idempotency table in DynamoDB.
 #[derive(Debug, Clone)]
@@ -68,6 +76,15 @@ fn item(record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> 
         item.insert("data".to_owned(), s(&data));
     }
     Ok(item)
+}
+
+fn claim_item(claim: &Claim) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("id".to_owned(), s(&claim_id(&claim.account_id))),
+        ("owner".to_owned(), s(&claim.owner)),
+        ("since".to_owned(), n(claim.since)),
+        ("expiration".to_owned(), n(claim.expiration)),
+    ])
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &'static str) -> Result<String, StoreError> {
@@ -183,7 +200,7 @@ impl IdempotencyStore for DynamoDbStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item(record)?))
-            .condition_expression("holder = :holder")
+            .condition_expression(HOLDER_CONDITION)
             .expression_attribute_values(":holder", s(holder));
         written(request.send().await, |e| {
             e.is_conditional_check_failed_exception()
@@ -196,7 +213,7 @@ impl IdempotencyStore for DynamoDbStore {
             .delete_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .condition_expression("holder = :holder")
+            .condition_expression(HOLDER_CONDITION)
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
@@ -208,16 +225,70 @@ impl IdempotencyStore for DynamoDbStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("id", s(&claim_id(&claim.account_id)))
-            .item("owner", s(&claim.owner))
-            .item("since", n(claim.since))
-            .item("expiration", n(claim.expiration))
-            .condition_expression("attribute_not_exists(id) OR #owner = :owner")
+            .set_item(Some(claim_item(claim)))
+            .condition_expression(CLAIM_CONDITION)
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(&claim.owner))
             .send()
             .await;
         written(result, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn complete(
+        &self,
+        record: &Record,
+        claim: &Claim,
+        holder: &str,
+    ) -> Result<Completed, StoreError> {
+        let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Call(e.to_string());
+        let claim_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(claim_item(claim)))
+            .condition_expression(CLAIM_CONDITION)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .build()
+            .map_err(built)?;
+        let record_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item(record)?))
+            .condition_expression(HOLDER_CONDITION)
+            .expression_attribute_values(":holder", s(holder))
+            .build()
+            .map_err(built)?;
+        // Both conditions hold again after their own write, so an SDK retry of
+        // a transaction that was applied succeeds rather than conflicts.
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(claim_put).build())
+            .transact_items(TransactWriteItem::builder().put(record_put).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Completed::Yes),
+            Err(err) => err,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            // One reason per item, in the request's order (claim, record).
+            let failed = |i: usize| {
+                cancelled
+                    .cancellation_reasons()
+                    .get(i)
+                    .and_then(|r| r.code())
+                    == Some("ConditionalCheckFailed")
+            };
+            if failed(0) {
+                return Ok(Completed::ClaimTaken);
+            }
+            if failed(1) {
+                return Ok(Completed::RecordTaken);
+            }
+        }
+        // Throttled, a conflicting transaction in flight, unreachable.
+        Err(sdk_error(err))
     }
 
     async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {

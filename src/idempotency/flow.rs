@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use aws_smithy_types::date_time::{DateTime, Format};
 
 use super::record::{fingerprint, millis, new_token, Claim, Record, RecordStatus};
-use super::store::{IdempotencyStore, Inserted, StoreError, Written};
+use super::store::{Completed, IdempotencyStore, Inserted, StoreError, Written};
 use crate::deadline::Budget;
 use crate::onboard::{
     create_account, Account, AccountName, ChimeAccounts, OnboardError, Onboarded,
@@ -68,20 +68,33 @@ fn store_error(err: StoreError) -> OnboardError {
 /// most once. A repeat of a completed request returns the same account; a
 /// different name under the same key is [`OnboardError::IdempotencyKeyReused`];
 /// a live concurrent holder is [`OnboardError::IdempotencyInProgress`].
+/// `legacy`: the id the key had in an earlier form; a record still stored
+/// under it is used instead ([`super::IdempotencyKey::legacy`]).
+///
+/// Round trips (BENCHMARKS.md, "Deployed case"): the key is taken while the
+/// Chime connection opens ([`ChimeAccounts::connect`]) and the old form is
+/// read, all at once; then the create; then the claim and COMPLETED in one
+/// write. Three in a row on a warm process, five from a cold one.
 pub async fn create_once(
     store: &dyn IdempotencyStore,
     chime: &dyn ChimeAccounts,
     key: &str,
+    legacy: Option<&str>,
     name: &AccountName,
     window: Window,
 ) -> Result<Onboarded, OnboardError> {
-    let mut held = match acquire(store, key, name, &window).await? {
+    let mut held = match acquire_connected(store, chime, key, legacy, name, &window).await? {
         Acquired::Done(account) => return Ok(Onboarded::Repeated(account)),
         Acquired::Held(record) => record,
     };
     match run(store, chime, &mut held, name, window.budget).await {
-        Ok(onboarded) => {
-            finish(store, &held, onboarded.account()).await;
+        Ok(Outcome {
+            onboarded,
+            recorded,
+        }) => {
+            if !recorded {
+                finish(store, &held, onboarded.account()).await;
+            }
             Ok(onboarded)
         }
         Err(Ending::Release(err)) => {
@@ -97,6 +110,77 @@ pub async fn create_once(
         Err(Ending::Forget(err)) => {
             forget(store, &held).await;
             Err(err)
+        }
+    }
+}
+
+/// Takes the key while the Chime connection opens and the key's old form is
+/// read: none of the three waits for another. The connection is waited for
+/// only when the key is held (a create follows and should find it open); a
+/// repeat answered from the table does not wait on Chime.
+async fn acquire_connected(
+    store: &dyn IdempotencyStore,
+    chime: &dyn ChimeAccounts,
+    key: &str,
+    legacy: Option<&str>,
+    name: &AccountName,
+    window: &Window,
+) -> Result<Acquired, OnboardError> {
+    let take = async {
+        let old = async {
+            match legacy {
+                Some(old) => store.get(old).await.map_err(store_error),
+                None => Ok(None),
+            }
+        };
+        let (acquired, old) = tokio::join!(acquire(store, key, name, window), old);
+        if matches!(old, Ok(None)) {
+            return acquired;
+        }
+        // A record under the old form is the key's (or it could not be read):
+        // let go of what this attempt took under the new one (nothing was done
+        // with it yet).
+        if let Ok(Acquired::Held(record)) = &acquired {
+            forget(store, record).await;
+        }
+        old?;
+        let old = legacy.unwrap_or(key);
+        tracing::info!(
+            key = old,
+            "using the record stored under the key's old form"
+        );
+        acquire(store, old, name, window).await
+    };
+    let mut take = std::pin::pin!(take);
+    let mut connect = std::pin::pin!(chime.connect());
+    let mut connected = false;
+    let acquired = loop {
+        tokio::select! {
+            // The insert's request first: the table's chain is the one the
+            // create waits for when both connections are cold.
+            biased;
+            acquired = &mut take => break acquired,
+            () = &mut connect, if !connected => connected = true,
+        }
+    };
+    if !connected && matches!(acquired, Ok(Acquired::Held(_))) {
+        connect.await;
+    }
+    acquired
+}
+
+/// An account this attempt ends with.
+struct Outcome {
+    onboarded: Onboarded,
+    /// The record already says COMPLETED (written with the claim).
+    recorded: bool,
+}
+
+impl Outcome {
+    fn unrecorded(onboarded: Onboarded) -> Self {
+        Self {
+            onboarded,
+            recorded: false,
         }
     }
 }
@@ -121,13 +205,13 @@ async fn run(
     held: &mut Record,
     name: &AccountName,
     budget: Budget,
-) -> Result<Onboarded, Ending> {
+) -> Result<Outcome, Ending> {
     if held.verify {
         if let Some(found) = verify(store, chime, held, name, budget)
             .await
             .map_err(Ending::Release)?
         {
-            return Ok(Onboarded::Adopted(found));
+            return Ok(Outcome::unrecorded(Onboarded::Adopted(found)));
         }
     }
     for _ in 0..2 {
@@ -238,7 +322,7 @@ async fn create_and_claim(
     held: &mut Record,
     name: &AccountName,
     budget: Budget,
-) -> Result<Option<Onboarded>, Ending> {
+) -> Result<Option<Outcome>, Ending> {
     let err = match create_account(chime, name, budget).await {
         Ok(account) => return claim_created(store, chime, held, name, account, budget).await,
         Err(err) => err,
@@ -249,7 +333,7 @@ async fn create_and_claim(
         held.verify = true;
         tracing::warn!(code = err.code(), "ambiguous create outcome; verifying");
         return match verify(store, chime, held, name, budget).await {
-            Ok(Some(found)) => Ok(Some(Onboarded::Adopted(found))),
+            Ok(Some(found)) => Ok(Some(Outcome::unrecorded(Onboarded::Adopted(found)))),
             _ => Err(Ending::Hold(err)),
         };
     }
@@ -261,10 +345,12 @@ async fn create_and_claim(
     })
 }
 
-/// Claims the account this attempt created. If another key's verification
-/// claimed it first, this key does what a verifier does, looking back as far
-/// as the earlier of the two keys' starts (the other key's own stray, if its
-/// ambiguous create had committed).
+/// Claims the account this attempt created and completes the record, in one
+/// write. If another key's verification claimed the account first, this key
+/// does what a verifier does, looking back as far as the earlier of the two
+/// keys' starts (the other key's own stray, if its ambiguous create had
+/// committed). If the one write cannot be made, the claim is written alone
+/// (and [`finish`] completes the record after).
 async fn claim_created(
     store: &dyn IdempotencyStore,
     chime: &dyn ChimeAccounts,
@@ -272,13 +358,33 @@ async fn claim_created(
     name: &AccountName,
     account: Account,
     budget: Budget,
-) -> Result<Option<Onboarded>, Ending> {
-    match claim(store, &held.claim_on(&account)).await {
-        Ok(Written::Yes) => Ok(Some(Onboarded::Created(account))),
+) -> Result<Option<Outcome>, Ending> {
+    let claim_on = held.claim_on(&account);
+    let claimed = match store
+        .complete(&held.completed(&account), &claim_on, &held.holder)
+        .await
+    {
+        Ok(Completed::Yes) => {
+            return Ok(Some(Outcome {
+                onboarded: Onboarded::Created(account),
+                recorded: true,
+            }))
+        }
+        Ok(Completed::ClaimTaken) => Ok(Written::Conflict),
+        // Taken over: the account is still this key's; claim it, and `finish`
+        // logs the record it can no longer complete.
+        Ok(Completed::RecordTaken) => claim(store, &claim_on).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "claim and completion not written together; writing the claim alone");
+            claim(store, &claim_on).await
+        }
+    };
+    match claimed {
+        Ok(Written::Yes) => Ok(Some(Outcome::unrecorded(Onboarded::Created(account)))),
         Err(err) => {
             // The account exists and is ours; only its claim is missing.
             tracing::error!(error = %err, account_id = %account.account_id, "could not claim the created account");
-            Ok(Some(Onboarded::Created(account)))
+            Ok(Some(Outcome::unrecorded(Onboarded::Created(account))))
         }
         Ok(Written::Conflict) => {
             tracing::warn!(account_id = %account.account_id, "another request's verification claimed the account just created; looking for that request's own account");
@@ -288,7 +394,7 @@ async fn claim_created(
             held.verify = true;
             verify(store, chime, held, name, budget)
                 .await
-                .map(|found| found.map(Onboarded::Adopted))
+                .map(|found| found.map(|a| Outcome::unrecorded(Onboarded::Adopted(a))))
                 .map_err(Ending::Release)
         }
     }

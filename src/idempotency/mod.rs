@@ -44,4 +44,4 @@ pub use dynamodb::DynamoDbStore;
 pub use flow::{create_once, Window, CLOCK_SKEW};
 pub use key::IdempotencyKey;
 pub use record::{fingerprint, Claim, Record, RecordStatus};
-pub use store::{IdempotencyStore, Inserted, StoreError, Written};
+pub use store::{Completed, IdempotencyStore, Inserted, StoreError, Written};

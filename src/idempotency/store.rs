@@ -39,6 +39,18 @@ pub enum Inserted {
     Exists(Box<Record>),
 }
 
+/// Outcome of completing a record together with the claim on its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completed {
+    /// Both written.
+    Yes,
+    /// Another key holds the claim on the account: nothing was written.
+    ClaimTaken,
+    /// The claim was free, but the record is no longer the holder's (its
+    /// hold passed and another attempt took the key over): nothing was written.
+    RecordTaken,
+}
+
 /// The primitives the flow needs; every write is conditional.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
@@ -54,6 +66,15 @@ pub trait IdempotencyStore: Send + Sync {
     async fn delete(&self, key: &str, holder: &str) -> Result<Written, StoreError>;
     /// Writes the claim if the account is unclaimed or already claimed by the same owner.
     async fn claim(&self, claim: &Claim) -> Result<Written, StoreError>;
+    /// Writes the claim and the record (COMPLETED) as one all-or-nothing
+    /// write, each on its own condition (those of [`Self::claim`] and
+    /// [`Self::put`]): the common ending of a create in one round trip, not two.
+    async fn complete(
+        &self,
+        record: &Record,
+        claim: &Claim,
+        holder: &str,
+    ) -> Result<Completed, StoreError>;
     /// Reads the claim of an account (strongly consistent).
     async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError>;
 }

@@ -49,7 +49,45 @@ async fn once(
     key: &str,
     n: &str,
 ) -> Result<Onboarded, OnboardError> {
-    create_once(store, chime, key, &name(n), window()).await
+    create_once(store, chime, key, None, &name(n), window()).await
+}
+
+#[tokio::test]
+async fn a_new_key_opens_the_chime_connection_before_creating_and_completes_in_one_write() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    let created = once(&store, &chime, "k", "Acme").await;
+    let account = match created {
+        Ok(Onboarded::Created(account)) => account,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(chime.connects.load(Ordering::SeqCst), 1);
+    assert_eq!(chime.creates_before_connect.load(Ordering::SeqCst), 0);
+    // The claim and COMPLETED were written together.
+    let record = store.get("k").await.ok().flatten();
+    assert_eq!(
+        record.map(|r| (r.status, r.account)),
+        Some((RecordStatus::Completed, Some(account.clone())))
+    );
+    let claim = store.get_claim(&account.account_id).await.ok().flatten();
+    assert_eq!(claim.map(|c| c.owner), Some("k".to_owned()));
+}
+
+#[tokio::test]
+async fn a_record_under_the_old_key_form_is_the_keys_own() {
+    let (store, chime) = (FakeStore::default(), FakeChime::default());
+    // Completed before the upgrade, under the old form: answered from it.
+    let first = create_once(&store, &chime, "old", None, &name("Acme"), window()).await;
+    let first = first.map(Onboarded::into_account);
+    let again = create_once(&store, &chime, "new", Some("old"), &name("Acme"), window()).await;
+    assert_eq!(again.map(Onboarded::into_account), first);
+    assert_eq!(chime.creates(), 1);
+    // The record this attempt took under the new form was let go.
+    assert_eq!(store.get("new").await, Ok(None));
+    // No old record: the new form is used.
+    let other = create_once(&store, &chime, "k2", Some("gone"), &name("Beta"), window()).await;
+    assert!(matches!(other, Ok(Onboarded::Created(_))), "{other:?}");
+    assert!(store.get("k2").await.ok().flatten().is_some());
+    assert_eq!(store.get("gone").await, Ok(None));
 }
 
 #[tokio::test]
@@ -111,6 +149,14 @@ impl IdempotencyStore for ReplayedWrites {
     async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
         self.inner.claim(claim).await
     }
+    async fn complete(
+        &self,
+        record: &Record,
+        claim: &Claim,
+        holder: &str,
+    ) -> Result<Completed, StoreError> {
+        self.inner.complete(record, claim, holder).await
+    }
     async fn get_claim(&self, account_id: &str) -> Result<Option<Claim>, StoreError> {
         self.inner.get_claim(account_id).await
     }
@@ -120,7 +166,7 @@ impl IdempotencyStore for ReplayedWrites {
 async fn a_write_whose_answer_was_lost_is_recognised_as_our_own() {
     let (store, chime) = (ReplayedWrites::default(), FakeChime::default());
     // A new key: the insert is saved, its answer says "taken" by our own record.
-    let first = create_once(&store, &chime, "new", &name("Acme"), window()).await;
+    let first = create_once(&store, &chime, "new", None, &name("Acme"), window()).await;
     assert!(matches!(first, Ok(Onboarded::Created(_))), "{first:?}");
     // A released key taken over: the take-over is saved, its answer says "conflict".
     let released = Record {
@@ -141,7 +187,7 @@ async fn a_write_whose_answer_was_lost_is_recognised_as_our_own() {
         .lock()
         .map(|mut r| r.insert("old".into(), released))
         .ok();
-    let second = create_once(&store, &chime, "old", &name("Beta"), window()).await;
+    let second = create_once(&store, &chime, "old", None, &name("Beta"), window()).await;
     assert!(matches!(second, Ok(Onboarded::Created(_))), "{second:?}");
     assert_eq!(chime.names(), ["Acme", "Beta"]);
 }
@@ -328,7 +374,7 @@ async fn a_creator_that_loses_its_claim_adopts_the_winners_stray() {
         expiration: now / 1000 + 3600,
     };
     assert_eq!(store.claim(&claimed).await, Ok(Written::Yes));
-    let b = create_once(store.as_ref(), &chime, "b", &name("Acme"), window()).await;
+    let b = create_once(store.as_ref(), &chime, "b", None, &name("Acme"), window()).await;
     assert_eq!(
         b.map(|b| b.account().account_id.clone()),
         Ok("acct-1".to_owned())
@@ -350,10 +396,10 @@ async fn a_late_commit_holds_the_key_until_the_horizon_then_is_adopted() {
     let w = || window_with_horizon(400);
     // The create times out; Chime commits it later. Verification finds nothing yet.
     chime.script([Step::CommitLate(OnboardError::ChimeTimeout)]);
-    let first = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    let first = create_once(&store, &chime, "k", None, &name("Acme"), w()).await;
     assert_eq!(first, Err(OnboardError::ChimeTimeout));
     // A repeat before the horizon creates nothing and says when to come back.
-    let early = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    let early = create_once(&store, &chime, "k", None, &name("Acme"), w()).await;
     assert!(
         matches!(early, Err(OnboardError::CommitPending { retry_after: 1 })),
         "{early:?}"
@@ -362,7 +408,7 @@ async fn a_late_commit_holds_the_key_until_the_horizon_then_is_adopted() {
     chime.commit_late();
     tokio::time::sleep(Duration::from_millis(450)).await;
     // After it, verification adopts the late account: one account in all.
-    let later = create_once(&store, &chime, "k", &name("Acme"), w()).await;
+    let later = create_once(&store, &chime, "k", None, &name("Acme"), w()).await;
     assert!(matches!(later, Ok(Onboarded::Adopted(_))), "{later:?}");
     assert_eq!(chime.names(), ["Acme"]);
     assert_eq!(chime.creates(), 1);
@@ -389,6 +435,7 @@ async fn a_dead_holder_counts_the_horizon_from_the_end_of_its_hold() {
         &store,
         &chime,
         "k",
+        None,
         &name("Acme"),
         window_with_horizon(30_000),
     )
@@ -474,7 +521,7 @@ async fn verification_stops_when_the_budget_does_not_cover_a_page() {
         },
         ..window()
     };
-    let out = create_once(&store, &chime, "k", &name("Acme"), tight).await;
+    let out = create_once(&store, &chime, "k", None, &name("Acme"), tight).await;
     assert_eq!(out, Err(OnboardError::TimeBudgetExhausted));
     assert_eq!(chime.creates(), 0);
     assert_eq!(chime.list_calls.load(Ordering::SeqCst), 0);

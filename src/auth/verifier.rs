@@ -254,11 +254,15 @@ impl JwtVerifier {
 impl JwtVerifier {
     /// Fetches the keys if they never were: run at init, so the first token
     /// finds them fetched, or being fetched (it waits on the cache's lock
-    /// rather than fetching a second time). A failure is cached as any other.
+    /// rather than fetching a second time). A failure is forgotten, not
+    /// cached: the first token fetches again at once instead of being refused
+    /// for [`RETRY_AFTER_FAILURE`] (an issuer that was not reachable yet when
+    /// the process started).
     pub(super) async fn prefetch(&self) {
         let mut cache = self.cache.lock().await;
-        if cache.next_fetch.is_none() {
-            let _ = self.fetch(&mut cache).await;
+        if cache.next_fetch.is_none() && self.fetch(&mut cache).await.is_err() {
+            cache.next_fetch = None;
+            cache.failure = None;
         }
     }
 
@@ -513,6 +517,29 @@ mod tests {
         tokio::time::advance(REFRESH_INTERVAL).await;
         assert!(v.verify(&token).await.is_ok());
         assert!(v.verify(&token).await.is_ok());
+        assert_eq!(keys.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn keys_fetched_at_init_serve_the_first_token_and_a_failed_prefetch_is_forgotten() {
+        let rsa = Signer::rsa("rsa-1");
+        let keys = StaticKeys::new(vec![rsa.jwk()]);
+        let v = verifier(keys.clone(), &[]);
+        v.prefetch().await;
+        v.prefetch().await;
+        assert_eq!(keys.fetches(), 1, "fetched once");
+        assert!(v.verify(&rsa.sign(&testing::claims())).await.is_ok());
+        assert_eq!(
+            keys.fetches(),
+            1,
+            "the first token used the prefetched keys"
+        );
+        // An issuer not reachable at init: the first token fetches again at once.
+        let keys = StaticKeys::failing();
+        let v = verifier(keys.clone(), &[]);
+        v.prefetch().await;
+        keys.set(vec![rsa.jwk()]);
+        assert!(v.verify(&rsa.sign(&testing::claims())).await.is_ok());
         assert_eq!(keys.fetches(), 2);
     }
 

@@ -4,12 +4,16 @@
 //! behind the delaying proxy (`delay.rs`), beside the SDK floor behind the
 //! same proxy. It measures spawn → first response and counts the sequential
 //! round trips of the first invocation of a fresh process (cold, from spawn)
-//! and of later ones (warm). BENCHMARKS.md, "Deployed case", has the method.
+//! and of later ones (warm). A third subject is the function signed in:
+//! `AUTH_JWT_ISSUER` set to a stand-in issuer behind the same proxies
+//! (`issuer.rs`), each request with a bearer token, so the key fetch is on the
+//! cold path. BENCHMARKS.md, "Deployed case", has the method.
 use crate::cases::{apigw_v2_post_accounts_keyed, status_code, subjects, with_env, Subjects};
 use crate::cases::{INIT_TIMEOUT, INVOKE_TIMEOUT};
 use crate::delay::{self, DelayProxy, Kind, Log, RoundTrip};
 use crate::dynamo::FakeDynamo;
 use crate::fakes::{Tap, TestCa, TlsProxy};
+use crate::issuer::{Issuer, AUDIENCE};
 use crate::runtime::{Bootstrap, Session};
 use crate::stats::{round, Samples};
 use crate::upstream::ChimeLocal;
@@ -28,6 +32,9 @@ pub const WARM_TRIPS_GOAL: f64 = 3.0;
 /// `deployed_first_response_ms_p50 ≤ floor + FIRST_RESPONSE_RTTS × rtt + FIRST_RESPONSE_SLACK_MS`.
 pub const FIRST_RESPONSE_RTTS: f64 = 2.0;
 pub const FIRST_RESPONSE_SLACK_MS: f64 = 1.0;
+
+/// The signed-in subject's provisioned variant: the first event this long after init.
+const PROVISIONED_IDLE: Duration = Duration::from_millis(100);
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
@@ -49,6 +56,7 @@ struct Network {
     log: Log,
     taps: Vec<(&'static str, Tap)>,
     dynamo: FakeDynamo,
+    issuer: Issuer,
     proxies: Vec<TlsProxy>,
     delays: Vec<DelayProxy>,
 }
@@ -56,9 +64,14 @@ struct Network {
 impl Network {
     async fn start(chime: SocketAddr, ca: &TestCa, rtt: Duration) -> Result<Network> {
         let dynamo = FakeDynamo::start().await?;
+        let issuer = Issuer::start().await?;
         let log = Log::default();
         let (mut taps, mut proxies, mut delays) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, upstream) in [("dynamodb", dynamo.addr), ("chime", chime)] {
+        for (name, upstream) in [
+            ("dynamodb", dynamo.addr),
+            ("chime", chime),
+            ("issuer", issuer.addr),
+        ] {
             let tap = Tap::default();
             let tls = TlsProxy::start(upstream, ca, Some(tap.clone())).await?;
             delays.push(DelayProxy::start(name, tls.addr, rtt, log.clone())?);
@@ -70,6 +83,7 @@ impl Network {
             log,
             taps,
             dynamo,
+            issuer,
             proxies,
             delays,
         })
@@ -142,6 +156,7 @@ impl Network {
             p.stop();
         }
         self.dynamo.stop();
+        self.issuer.stop();
     }
 }
 
@@ -218,24 +233,48 @@ fn waiting_ms(trips: &[RoundTrip]) -> f64 {
     total.as_secs_f64() * 1e3
 }
 
+/// A keyed `POST /accounts`, with a bearer token when the subject is signed in.
+fn event(key: &str, token: Option<&str>) -> Result<bytes::Bytes> {
+    let event = apigw_v2_post_accounts_keyed(Some(key));
+    let Some(token) = token else {
+        return Ok(event);
+    };
+    let mut value: Value = serde_json::from_slice(&event)?;
+    value["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    Ok(serde_json::to_vec(&value)?.into())
+}
+
 fn account_id(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let inner: Value = serde_json::from_str(v.get("body")?.as_str()?).ok()?;
     Some(inner.get("AccountId")?.as_str()?.to_string())
 }
 
-/// One fresh process: the cold invocation, `warm` more, and (for the
+/// What one fresh process is given.
+#[derive(Clone, Copy, Default)]
+struct Plan<'a> {
+    /// Warm invocations after the first.
+    warm: usize,
+    /// The first request's key once more, at the end.
+    repeat: bool,
+    /// A bearer token on every request (the signed-in subject).
+    token: Option<&'a str>,
+    /// The first event comes this long after init, not at once (provisioned
+    /// concurrency): the cold window is then the first invocation alone.
+    idle_after_init: Option<Duration>,
+}
+
+/// One fresh process: the cold invocation, `plan.warm` more, and (for the
 /// function) a repeat of the first request's key, answered from the table.
 async fn one_process(
     b: &Bootstrap,
     net: &Network,
-    warm: usize,
-    repeat: bool,
+    plan: Plan<'_>,
     tally: &mut Tally,
 ) -> Result<()> {
     let spawned = Instant::now();
     let mut session = Session::start(b).await?;
-    let result = drive(&mut session, spawned, net, warm, repeat, tally).await;
+    let result = drive(&mut session, spawned, net, plan, tally).await;
     session.finish().await?;
     result
 }
@@ -244,12 +283,22 @@ async fn drive(
     session: &mut Session,
     spawned: Instant,
     net: &Network,
-    warm: usize,
-    repeat: bool,
+    plan: Plan<'_>,
     tally: &mut Tally,
 ) -> Result<()> {
+    let Plan {
+        warm,
+        repeat,
+        token,
+        idle_after_init,
+    } = plan;
     tally.init.push(session.wait_init(INIT_TIMEOUT).await?);
-    let first_event = apigw_v2_post_accounts_keyed(Some(&next_key()));
+    let mut window_start = spawned;
+    if let Some(idle) = idle_after_init {
+        tokio::time::sleep(idle).await;
+        window_start = Instant::now();
+    }
+    let first_event = event(&next_key(), token)?;
     let first = session.invoke(first_event.clone(), INVOKE_TIMEOUT).await?;
     let answered = Instant::now();
     tally.first_response.push(session.since_spawn());
@@ -263,21 +312,20 @@ async fn drive(
                 .collect::<String>()
         ));
     }
-    let trips = net.trips(spawned, answered);
+    let trips = net.trips(window_start, answered);
     tally.cold_trips.push_ms(delay::sequential(&trips) as f64);
     tally.cold_trips_total.push_ms(trips.len() as f64);
     let connections = trips.iter().filter(|t| t.kind == Kind::Tcp).count();
     tally.cold_connections.push_ms(connections as f64);
     tally.cold_network.push_ms(waiting_ms(&trips));
-    let ms = session.since_spawn().as_secs_f64() * 1e3;
-    tally.cold_traces.push((ms, net.trace(spawned, &trips)));
+    let ms = answered.duration_since(window_start).as_secs_f64() * 1e3;
+    tally
+        .cold_traces
+        .push((ms, net.trace(window_start, &trips)));
     for _ in 0..warm {
         let from = Instant::now();
         let outcome = session
-            .invoke(
-                apigw_v2_post_accounts_keyed(Some(&next_key())),
-                INVOKE_TIMEOUT,
-            )
+            .invoke(event(&next_key(), token)?, INVOKE_TIMEOUT)
             .await?;
         let to = Instant::now();
         tally.warm.push(outcome.latency);
@@ -345,17 +393,51 @@ pub async fn run(args: &Args, s: &Subjects, chime: SocketAddr, ca: &TestCa) -> R
             ("SSL_CERT_FILE", ca_only),
         ],
     );
+    let issuer_url = net.url("issuer");
+    let signed_in = with_env(
+        &function,
+        "chime-onboard-deployed-signed-in",
+        &[
+            ("AUTH_JWT_ISSUER", issuer_url.clone()),
+            ("AUTH_JWT_AUDIENCE", AUDIENCE.to_string()),
+        ],
+    );
+    let token = net.issuer.token(&issuer_url)?;
     let (mut ours, mut sdk) = (Tally::default(), Tally::default());
+    let (mut signed, mut provisioned) = (Tally::default(), Tally::default());
+    let plain = Plan {
+        warm: args.deployed_warm,
+        ..Plan::default()
+    };
+    let signed_plan = Plan {
+        warm: 2,
+        token: Some(&token),
+        ..Plan::default()
+    };
     // One discarded start each warms the page cache.
-    one_process(&function, &net, 0, false, &mut Tally::default()).await?;
-    one_process(&floor, &net, 0, false, &mut Tally::default()).await?;
+    one_process(&function, &net, Plan::default(), &mut Tally::default()).await?;
+    one_process(&floor, &net, Plan::default(), &mut Tally::default()).await?;
     for _ in 0..args.deployed_runs {
-        one_process(&function, &net, args.deployed_warm, true, &mut ours)
+        let repeat = Plan {
+            repeat: true,
+            ..plain
+        };
+        one_process(&function, &net, repeat, &mut ours)
             .await
             .context("deployed case, chime-onboard")?;
-        one_process(&floor, &net, args.deployed_warm, false, &mut sdk)
+        one_process(&floor, &net, plain, &mut sdk)
             .await
             .context("deployed case, the SDK floor")?;
+        one_process(&signed_in, &net, signed_plan, &mut signed)
+            .await
+            .context("deployed case, chime-onboard signed in")?;
+        let idle = Plan {
+            idle_after_init: Some(PROVISIONED_IDLE),
+            ..signed_plan
+        };
+        one_process(&signed_in, &net, idle, &mut provisioned)
+            .await
+            .context("deployed case, chime-onboard signed in, provisioned")?;
     }
     let calls = net.dynamo.calls_since(started);
     let mut by_op = serde_json::Map::new();
@@ -368,6 +450,8 @@ pub async fn run(args: &Args, s: &Subjects, chime: SocketAddr, ca: &TestCa) -> R
         .failures
         .iter()
         .chain(&sdk.failures)
+        .chain(&signed.failures)
+        .chain(&provisioned.failures)
         .take(3)
         .map(|f| format!("deployed case: {f}"))
         .collect();
@@ -400,15 +484,33 @@ pub async fn run(args: &Args, s: &Subjects, chime: SocketAddr, ca: &TestCa) -> R
             "sdk_floor_rtt_warm_round_trips",
             json!(sdk.warm_trips.p50()),
         ),
+        (
+            "deployed_signed_in_first_response_ms_p50",
+            json!(round(signed.first_response.p50())),
+        ),
+        (
+            "deployed_signed_in_cold_round_trips",
+            json!(signed.cold_trips.p50()),
+        ),
+        (
+            "deployed_signed_in_provisioned_first_invocation_ms_p50",
+            json!(round(provisioned.first_invoke.p50())),
+        ),
+        (
+            "deployed_signed_in_provisioned_first_invocation_round_trips",
+            json!(provisioned.cold_trips.p50()),
+        ),
     ];
     let details = json!({
-        "method": "BENCHMARKS.md, Deployed case: the function with IDEMPOTENCY_TABLE and the SDK floor, each upstream over TLS behind a proxy delaying rtt/2 each way (the TCP handshake modelled as one RTT). Round trips per connection: a client flight and the server's answer; sequential = the largest chain of round trips that do not overlap in time, across connections. cold = spawn -> first response of a fresh process; warm = event delivered -> response of a later invocation; repeat = the first request's key sent again.",
+        "method": "BENCHMARKS.md, Deployed case: the function with IDEMPOTENCY_TABLE and the SDK floor, each upstream over TLS behind a proxy delaying rtt/2 each way (the TCP handshake modelled as one RTT). Round trips per connection: a client flight and the server's answer; sequential = the largest chain of round trips that do not overlap in time, across connections. cold = spawn -> first response of a fresh process; warm = event delivered -> response of a later invocation; repeat = the first request's key sent again. chime-onboard-signed-in: AUTH_JWT_ISSUER set to a stand-in issuer behind the same proxies, a bearer token on each request; -provisioned: the same with the first event 100 ms after init, its cold window the first invocation alone (event -> response).",
         "rtt_ms": args.rtt_ms,
         "processes": args.deployed_runs,
         "warm_invocations_per_process": args.deployed_warm,
         "first_response_limit_ms": round(limit),
         "chime-onboard": ours.details(),
         "hello-sdk": sdk.details(),
+        "chime-onboard-signed-in": signed.details(),
+        "chime-onboard-signed-in-provisioned": provisioned.details(),
         "dynamodb_calls": by_op,
         "dynamodb_items_by_status": by_status,
         "run_seconds": started.elapsed().as_secs(),
@@ -519,6 +621,19 @@ pub fn summary(d: &Deployed) -> String {
     ));
     out.push_str(&network("hello-sdk"));
     out.push_str(&format!(
+        "  signed in (AUTH_JWT_ISSUER, a bearer token): spawn -> first response p50 {:.2} ms; sequential round trips cold {} (total {})\n",
+        top("deployed_signed_in_first_response_ms_p50").unwrap_or(f64::NAN),
+        top("deployed_signed_in_cold_round_trips").unwrap_or(f64::NAN),
+        detail("/chime-onboard-signed-in/cold_round_trips_total/p50").unwrap_or(f64::NAN),
+    ));
+    out.push_str(&format!(
+        "  signed in, provisioned (the first event {} ms after init): first invocation p50 {:.2} ms, {} sequential round trips (warm: {})\n",
+        PROVISIONED_IDLE.as_millis(),
+        top("deployed_signed_in_provisioned_first_invocation_ms_p50").unwrap_or(f64::NAN),
+        top("deployed_signed_in_provisioned_first_invocation_round_trips").unwrap_or(f64::NAN),
+        detail("/chime-onboard-signed-in/warm_round_trips_sequential/p50").unwrap_or(f64::NAN),
+    ));
+    out.push_str(&format!(
         "  goals: cold round trips <= {COLD_TRIPS_GOAL}: {}; warm <= {WARM_TRIPS_GOAL}: {}; first response <= floor + {FIRST_RESPONSE_RTTS} x RTT + {FIRST_RESPONSE_SLACK_MS} ms = {:.2} ms: {}\n",
         verdict(cold.is_some_and(|c| c <= COLD_TRIPS_GOAL)),
         verdict(warm.is_some_and(|w| w <= WARM_TRIPS_GOAL)),
@@ -541,6 +656,14 @@ pub fn summary(d: &Deployed) -> String {
         (
             "SDK floor, cold, the median process",
             "/hello-sdk/cold_trace",
+        ),
+        (
+            "chime-onboard signed in, cold, the median process",
+            "/chime-onboard-signed-in/cold_trace",
+        ),
+        (
+            "chime-onboard signed in, provisioned: the first invocation (ms from the event)",
+            "/chime-onboard-signed-in-provisioned/cold_trace",
         ),
     ] {
         out.push_str(&format!("  {label}:\n"));

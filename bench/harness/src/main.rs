@@ -12,6 +12,7 @@ mod deployed;
 mod dynamo;
 mod expr;
 mod fakes;
+mod issuer;
 mod report;
 mod runtime;
 mod stats;

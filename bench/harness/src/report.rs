@@ -434,5 +434,32 @@ fn deployed_rows(r: &Results) -> Vec<[String; 6]> {
             "—".into(),
             String::new(),
         ],
+        [
+            "deployed, signed in (`AUTH_JWT_ISSUER`, a bearer token): cold spawn → first response (p50) / sequential round trips".into(),
+            format!(
+                "{} / {}",
+                fmt(num(r, "deployed_signed_in_first_response_ms_p50"), " ms"),
+                trips(num(r, "deployed_signed_in_cold_round_trips"))
+            ),
+            String::new(),
+            String::new(),
+            "—".into(),
+            "keys fetched at init; connections open meanwhile".into(),
+        ],
+        [
+            "deployed, signed in, provisioned (first event 100 ms after init): first invocation (p50) / sequential round trips".into(),
+            format!(
+                "{} / {}",
+                fmt(
+                    num(r, "deployed_signed_in_provisioned_first_invocation_ms_p50"),
+                    " ms"
+                ),
+                trips(num(r, "deployed_signed_in_provisioned_first_invocation_round_trips"))
+            ),
+            String::new(),
+            String::new(),
+            "—".into(),
+            String::new(),
+        ],
     ]
 }

@@ -216,6 +216,17 @@ impl FakeStore {
     pub fn fail_claims(&self, n: usize) {
         self.claim_failures.store(n, Ordering::SeqCst);
     }
+
+    /// Whether a claim write (alone or in a completion) may go on, or fails as told.
+    fn claim_write(&self) -> Result<(), StoreError> {
+        let failing = self
+            .claim_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match failing {
+            Ok(_) => Err(StoreError::Call("told to fail".to_owned())),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -249,12 +260,7 @@ impl IdempotencyStore for FakeStore {
         }
     }
     async fn claim(&self, claim: &Claim) -> Result<Written, StoreError> {
-        let failing = self
-            .claim_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            return Err(StoreError::Call("told to fail".to_owned()));
-        }
+        self.claim_write()?;
         let mut claims = lock(&self.claims);
         match claims.get(&claim.account_id) {
             Some(existing) if existing.owner != claim.owner => Ok(Written::Conflict),
@@ -271,12 +277,7 @@ impl IdempotencyStore for FakeStore {
         holder: &str,
     ) -> Result<Completed, StoreError> {
         // A failed claim write fails the transaction that carries it.
-        let failing = self
-            .claim_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            return Err(StoreError::Call("told to fail".to_owned()));
-        }
+        self.claim_write()?;
         let mut claims = lock(&self.claims);
         let mut records = lock(&self.records);
         if claims

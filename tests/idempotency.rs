@@ -27,6 +27,22 @@ fn print(name: &str) -> String {
     fingerprint(&AccountName::parse(name).expect("name"))
 }
 
+/// An INPROGRESS record of `key` for `name`, held by `holder` for a minute.
+fn in_progress(key: &str, holder: &str, name: &str) -> Record {
+    Record {
+        key: key.into(),
+        status: RecordStatus::InProgress,
+        fingerprint: print(name),
+        expiration: now_ms() / 1000 + 3600,
+        held_until: now_ms() + 60_000,
+        holder: holder.into(),
+        since: now_ms(),
+        verify: false,
+        settles_at: 0,
+        account: None,
+    }
+}
+
 fn store(world: &World) -> chime_onboard::idempotency::DynamoDbStore {
     chime_onboard::idempotency::DynamoDbStore::new(
         dynamodb_client(),
@@ -93,18 +109,7 @@ async fn a_key_in_flight_is_409() {
 async fn a_new_key_is_written_and_a_taken_key_answers_with_the_stored_record() {
     let world = world().await;
     let store = store(&world);
-    let record = |holder: &str| Record {
-        key: "http#anonymous#insert".into(),
-        status: RecordStatus::InProgress,
-        fingerprint: print("Insert Co"),
-        expiration: now_ms() / 1000 + 3600,
-        held_until: now_ms() + 60_000,
-        holder: holder.into(),
-        since: now_ms(),
-        verify: false,
-        settles_at: 0,
-        account: None,
-    };
+    let record = |holder: &str| in_progress("http#anonymous#insert", holder, "Insert Co");
     let first = record("first");
     assert_eq!(store.insert(&first).await.expect("insert"), Inserted::Yes);
     // The failed write returns the stored item (ReturnValuesOnConditionCheckFailure),
@@ -276,18 +281,7 @@ async fn the_claim_and_completed_are_written_together_or_not_at_all() {
     use chime_onboard::idempotency::{Claim, Completed};
     let world = world().await;
     let store = store(&world);
-    let held = |key: &str, holder: &str| Record {
-        key: key.into(),
-        status: RecordStatus::InProgress,
-        fingerprint: print("Together Co"),
-        expiration: now_ms() / 1000 + 3600,
-        held_until: now_ms() + 60_000,
-        holder: holder.into(),
-        since: now_ms(),
-        verify: false,
-        settles_at: 0,
-        account: None,
-    };
+    let held = |key: &str, holder: &str| in_progress(key, holder, "Together Co");
     let created = world.invoke(post_with_key("Together Co", "made")).await;
     assert_eq!(created["statusCode"], json!(201), "{created}");
     let account = store

@@ -1,6 +1,7 @@
 //! The exactly-once flow as named steps over a held [`Record`]:
 //! [`acquire`] the key, [`verify`] what an earlier attempt may have created,
-//! [`create_and_claim`], then [`finish`] (COMPLETED), [`release`] (keep the
+//! [`create_and_claim`] (the claim and COMPLETED in one write when it can),
+//! then [`finish`] (COMPLETED, if not written yet), [`release`] (keep the
 //! record for the next attempt to verify, held until the commit horizon when
 //! this attempt's create was ambiguous and nothing showed) or [`forget`]
 //! (nothing was created: delete it). Every write after `acquire` is fenced on

@@ -47,7 +47,7 @@ lint: toolchain
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test-rust: toolchain $(VENV_STAMP)
-	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
+	MOTO_SERVER=$(CURDIR)/scripts/moto-server cargo test --workspace
 
 include make/*.mk
 

@@ -26,7 +26,7 @@ bulk-demo: $(VENV_STAMP)
 		--moto $(VENV)/bin/moto_server
 
 test-bulk: $(VENV_STAMP)
-	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test -p onboard-bulk
+	MOTO_SERVER=$(CURDIR)/scripts/moto-server cargo test -p onboard-bulk
 
 install-bulk:
 	cargo install --locked --path crates/onboard-bulk

@@ -30,7 +30,7 @@ cargo-fuzz:
 fuzz-seeds: $(VENV_STAMP)
 	mkdir -p fuzz/corpus/event fuzz/corpus/name_rule fuzz/corpus/request_document
 	cp events/*.json fuzz/corpus/event/
-	HOSTILE_CORPUS_DIR=$(CURDIR)/fuzz/corpus/event MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server \
+	HOSTILE_CORPUS_DIR=$(CURDIR)/fuzz/corpus/event MOTO_SERVER=$(CURDIR)/scripts/moto-server \
 		cargo test --quiet -p chime-onboard --test integration hostile
 	$(PYTHON) scripts/fuzz_seeds.py fuzz/corpus
 fuzz: cargo-fuzz

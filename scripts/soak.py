@@ -309,7 +309,9 @@ def main():
     p.add_argument("--function", help="default: TARGET/release/chime-onboard")
     p.add_argument("--chime-local", help="default: TARGET/release/chime-local")
     p.add_argument("--esm-local", help="default: TARGET/debug/esm-local")
-    p.add_argument("--moto-server", default=os.path.join(".venv", "bin", "moto_server"))
+    # moto with scripts/moto_fast.py's fixes: plain moto copies the whole table on every
+    # TransactWriteItems (each create's completion), which would dominate the run.
+    p.add_argument("--moto-server", default=os.path.join("scripts", "moto-server"))
     p.add_argument("--out", default=".soak", help="logs and the summary go here")
     p.add_argument("--requests", type=int, default=REQUESTS)
     p.add_argument("--pairs", type=int, default=SAME_NAME_PAIRS)
